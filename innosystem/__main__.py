@@ -1,0 +1,3 @@
+from innosystem.cli import main
+
+raise SystemExit(main())

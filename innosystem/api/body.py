@@ -1,0 +1,56 @@
+"""Request bodies: content type (415), JSON syntax (400), size (413, enforced by Quart's
+MAX_CONTENT_LENGTH) and shape (422 naming each field), in that order."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from quart import request
+
+from innosystem.api.errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, str]]:
+    details = []
+    for err in exc.errors(include_url=False):
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        details.append({"field": _field_name(err["loc"]), "message": message})
+    return details
+
+
+async def read_json(model: type[M]) -> M:
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        )
+    raw = await request.get_data(as_text=False)
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(
+            422,
+            "validation_error",
+            "the body must be a JSON object",
+            [{"field": "body", "message": "must be a JSON object"}],
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc)
+        fields = ", ".join(d["field"] for d in details)
+        raise ApiError(422, "validation_error", f"invalid fields: {fields}", details) from None

@@ -1,0 +1,53 @@
+"""/health and /processors: what operators and load balancers ask."""
+
+from __future__ import annotations
+
+import asyncio
+
+from quart import Blueprint, current_app, jsonify
+
+from innosystem import __version__, db
+from innosystem.plugins import get_registry
+
+bp = Blueprint("system", __name__)
+
+CHECK_TIMEOUT_S = 2.0
+
+
+async def _check(coro) -> str:
+    try:
+        await asyncio.wait_for(coro, CHECK_TIMEOUT_S)
+        return "ok"
+    except Exception as exc:  # the message is for operators; no secrets are in these errors
+        return f"error: {type(exc).__name__}: {exc}"[:300]
+
+
+@bp.get("/health")
+async def health():
+    runtime = current_app.extensions.get("innosystem_runtime")
+    database = await _check(db.ping())
+    broker = await _check(runtime.health()) if runtime else "error: no worker runtime"
+    ok = database == "ok" and broker == "ok"
+    body = {
+        "status": "ok" if ok else "error",
+        "database": database,
+        "broker": broker,
+        "version": __version__,
+        "runner_id": current_app.config["INNOSYSTEM_SETTINGS"].runner_id,
+    }
+    if not ok:
+        failed = [name for name in ("database", "broker") if body[name] != "ok"]
+        body["error"] = {
+            "code": "unavailable",
+            "message": f"{', '.join(failed)} unavailable",
+            "details": [{"field": name, "message": body[name]} for name in failed],
+        }
+    return jsonify(body), 200 if ok else 503
+
+
+@bp.get("/processors")
+async def processors():
+    registry = get_registry()
+    return jsonify(
+        {"items": registry.describe(), "plugins": [p.as_dict() for p in registry.plugins]}
+    )

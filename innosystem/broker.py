@@ -1,0 +1,80 @@
+"""The message broker from a URL: ``memory://`` (Dramatiq's StubBroker, consumed by real Worker
+threads in this process) or ``redis://`` (shared by every process of a deployment).
+
+The broker only carries "run job X" nudges; the database decides what is due. A lost message is
+therefore harmless: the sweeper sends it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import CurrentMessage, Middleware
+
+from innosystem.config import Settings
+
+JOB_QUEUE = "jobs"
+RUN_JOB_ACTOR = "run_job"
+
+
+def create_broker(settings: Settings, extra_middleware: list[Middleware] | None = None) -> Any:
+    # No Retries / TimeLimit / AgeLimit middleware: attempts, backoff and timeouts are the
+    # database's business (DESIGN §4), so Dramatiq must never retry or kill on its own.
+    middleware: list[Middleware] = [CurrentMessage(), *(extra_middleware or [])]
+    if settings.broker_kind == "redis":
+        from dramatiq.brokers.redis import RedisBroker
+
+        broker = RedisBroker(url=settings.broker_url, middleware=middleware, namespace="innosystem")
+    else:
+        broker = StubBroker(middleware=middleware)
+    return broker
+
+
+class Dispatcher:
+    """Sends "run job X" messages; the one way services reach the broker."""
+
+    def __init__(self, broker: Any, actor: dramatiq.Actor, *, blocking: bool) -> None:
+        self.broker = broker
+        self.actor = actor
+        self._blocking = blocking
+
+    async def send(self, job_id: str, delay_ms: int | None = None) -> None:
+        """Enqueue; a network broker's blocking send runs off the event loop."""
+        kwargs: dict[str, Any] = {"args": (job_id,)}
+        if delay_ms and delay_ms > 0:
+            kwargs["delay"] = int(delay_ms)
+        if self._blocking:
+            await asyncio.to_thread(self.actor.send_with_options, **kwargs)
+        else:
+            self.actor.send_with_options(**kwargs)
+
+    async def send_many(self, job_ids: list[str]) -> None:
+        if self._blocking:
+            await asyncio.to_thread(self._send_all, job_ids)
+        else:
+            self._send_all(job_ids)
+
+    def _send_all(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self.actor.send_with_options(args=(job_id,))
+
+    async def ping(self) -> None:
+        """Raise if the broker cannot be reached."""
+        client = getattr(self.broker, "client", None)
+        if client is not None:
+            await asyncio.to_thread(client.ping)
+
+
+_dispatcher: Dispatcher | None = None
+
+
+def get_dispatcher() -> Dispatcher | None:
+    return _dispatcher
+
+
+def set_dispatcher(dispatcher: Dispatcher | None) -> None:
+    global _dispatcher
+    _dispatcher = dispatcher

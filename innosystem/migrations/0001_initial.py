@@ -1,0 +1,168 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+import functools
+from json import dumps, loads
+from tortoise.fields.base import OnDelete
+from uuid import uuid4
+from tortoise import fields
+from tortoise.indexes import Index
+
+class Migration(migrations.Migration):
+    initial = True
+
+    operations = [
+        ops.CreateModel(
+            name='Reseller',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('name', fields.CharField(max_length=200)),
+                ('status', fields.CharField(default='active', max_length=16)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'resellers', 'app': 'models', 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Customer',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('reseller', fields.ForeignKeyField('models.Reseller', source_field='reseller_id', db_constraint=True, to_field='id', related_name='customers', on_delete=OnDelete.RESTRICT)),
+                ('name', fields.CharField(max_length=200)),
+                ('email', fields.CharField(unique=True, max_length=320)),
+                ('status', fields.CharField(default='active', max_length=16)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'customers', 'app': 'models', 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Project',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('customer', fields.ForeignKeyField('models.Customer', source_field='customer_id', db_constraint=True, to_field='id', related_name='projects', on_delete=OnDelete.RESTRICT)),
+                ('name', fields.CharField(max_length=200)),
+                ('description', fields.TextField(default='', unique=False)),
+                ('status', fields.CharField(default='active', max_length=16)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'projects', 'app': 'models', 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='JobType',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('name', fields.CharField(max_length=200)),
+                ('description', fields.TextField(default='', unique=False)),
+                ('processing_logic_id', fields.CharField(max_length=128)),
+                ('processor_type', fields.CharField(default='async', max_length=8)),
+                ('standard_cost_cents', fields.BigIntField()),
+                ('enabled', fields.BooleanField(default=True)),
+                ('project', fields.ForeignKeyField('models.Project', source_field='project_id', null=True, db_constraint=True, to_field='id', related_name='job_types', on_delete=OnDelete.RESTRICT)),
+                ('default_priority', fields.CharField(default='normal', max_length=8)),
+                ('max_attempts', fields.IntField(default=3)),
+                ('backoff_base_ms', fields.IntField(default=1000)),
+                ('backoff_max_ms', fields.IntField(default=300000)),
+                ('timeout_seconds', fields.IntField(default=300)),
+                ('sync_timeout_ms', fields.IntField(default=30000)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'job_types', 'app': 'models', 'indexes': [Index(fields=['processing_logic_id'])], 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Job',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('customer', fields.ForeignKeyField('models.Customer', source_field='customer_id', db_constraint=True, to_field='id', related_name='jobs', on_delete=OnDelete.RESTRICT)),
+                ('project', fields.ForeignKeyField('models.Project', source_field='project_id', null=True, db_constraint=True, to_field='id', related_name='jobs', on_delete=OnDelete.RESTRICT)),
+                ('job_type', fields.ForeignKeyField('models.JobType', source_field='job_type_id', db_constraint=True, to_field='id', related_name='jobs', on_delete=OnDelete.RESTRICT)),
+                ('status', fields.CharField(default='pending', max_length=16)),
+                ('priority', fields.CharField(default='normal', max_length=8)),
+                ('input_data', fields.JSONField(encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('result', fields.JSONField(null=True, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('error', fields.JSONField(null=True, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('cost_cents', fields.BigIntField()),
+                ('attempts', fields.IntField(default=0)),
+                ('run_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('lease_until', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('runner_id', fields.CharField(null=True, max_length=128)),
+                ('enqueued_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('idempotency_key', fields.CharField(null=True, max_length=255)),
+                ('request_hash', fields.CharField(null=True, max_length=64)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+                ('started_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('finished_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'jobs', 'app': 'models', 'unique_together': (('customer', 'idempotency_key'),), 'indexes': [Index(fields=['status', 'run_at']), Index(fields=['status', 'lease_until']), Index(fields=['customer_id', 'created_at']), Index(fields=['created_at', 'id'])], 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='JobEvent',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('job', fields.ForeignKeyField('models.Job', source_field='job_id', db_constraint=True, to_field='id', related_name='events', on_delete=OnDelete.CASCADE)),
+                ('from_status', fields.CharField(null=True, max_length=16)),
+                ('to_status', fields.CharField(max_length=16)),
+                ('attempt', fields.IntField(default=0)),
+                ('runner_id', fields.CharField(null=True, max_length=128)),
+                ('message', fields.TextField(default='', unique=False)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'job_events', 'app': 'models', 'indexes': [Index(fields=['job_id', 'id'])], 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Runner',
+            fields=[
+                ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=128)),
+                ('hostname', fields.CharField(max_length=255)),
+                ('pid', fields.IntField()),
+                ('kind', fields.CharField(max_length=16)),
+                ('supported_job_types', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('capacity', fields.IntField()),
+                ('in_flight', fields.IntField(default=0)),
+                ('started_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('heartbeat_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('stopped_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'runners', 'app': 'models', 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Wallet',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('customer', fields.OneToOneField('models.Customer', source_field='customer_id', db_constraint=True, to_field='id', related_name='wallet', on_delete=OnDelete.RESTRICT)),
+                ('currency', fields.CharField(default='EUR', max_length=3)),
+                ('balance_cents', fields.BigIntField(default=0)),
+                ('held_cents', fields.BigIntField(default=0)),
+                ('credit_limit_cents', fields.BigIntField(default=0)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'wallets', 'app': 'models', 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='WalletTransaction',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('wallet', fields.ForeignKeyField('models.Wallet', source_field='wallet_id', db_constraint=True, to_field='id', related_name='transactions', on_delete=OnDelete.RESTRICT)),
+                ('kind', fields.CharField(max_length=16)),
+                ('amount_cents', fields.BigIntField()),
+                ('held_delta_cents', fields.BigIntField(default=0)),
+                ('balance_after_cents', fields.BigIntField()),
+                ('held_after_cents', fields.BigIntField()),
+                ('job_id', fields.UUIDField(null=True)),
+                ('reference', fields.CharField(default='', max_length=200)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'wallet_transactions', 'app': 'models', 'indexes': [Index(fields=['wallet_id', 'created_at']), Index(fields=['job_id'])], 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+    ]

@@ -1,0 +1,30 @@
+"""Tortoise models, one module per aggregate. ``MODEL_MODULES`` is what the ORM config loads."""
+
+from innosystem.models.billing import LedgerKind, Wallet, WalletTransaction
+from innosystem.models.jobs import Job, JobEvent, JobStatus, JobType, Priority, ProcessorType
+from innosystem.models.runners import Runner
+from innosystem.models.tenants import Customer, Project, Reseller
+
+MODEL_MODULES = [
+    "innosystem.models.tenants",
+    "innosystem.models.billing",
+    "innosystem.models.jobs",
+    "innosystem.models.runners",
+]
+
+__all__ = [
+    "MODEL_MODULES",
+    "Customer",
+    "Job",
+    "JobEvent",
+    "JobStatus",
+    "JobType",
+    "LedgerKind",
+    "Priority",
+    "ProcessorType",
+    "Project",
+    "Reseller",
+    "Runner",
+    "Wallet",
+    "WalletTransaction",
+]

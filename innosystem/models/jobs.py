@@ -1,0 +1,116 @@
+"""Job types (what can be run and at what price), jobs (one paid request to run it) and the
+events that record every status change of a job."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class ProcessorType(StrEnum):
+    SYNC = "sync"
+    ASYNC = "async"
+    BATCH = "batch"
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobType(Model):
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    name = fields.CharField(max_length=200)
+    description = fields.TextField(default="")
+    processing_logic_id = fields.CharField(max_length=128)
+    processor_type = fields.CharField(max_length=8, default=ProcessorType.ASYNC.value)
+    standard_cost_cents = fields.BigIntField()
+    enabled = fields.BooleanField(default=True)
+    # null: global; else only that project's jobs may use it.
+    project = fields.ForeignKeyField(
+        "models.Project", related_name="job_types", null=True, on_delete=fields.RESTRICT
+    )
+    default_priority = fields.CharField(max_length=8, default=Priority.NORMAL.value)
+    max_attempts = fields.IntField(default=3)
+    backoff_base_ms = fields.IntField(default=1000)
+    backoff_max_ms = fields.IntField(default=300_000)
+    timeout_seconds = fields.IntField(default=300)
+    sync_timeout_ms = fields.IntField(default=30_000)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "job_types"
+        indexes = (("processing_logic_id",),)
+
+
+class Job(Model):
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    customer = fields.ForeignKeyField(
+        "models.Customer", related_name="jobs", on_delete=fields.RESTRICT
+    )
+    project = fields.ForeignKeyField(
+        "models.Project", related_name="jobs", null=True, on_delete=fields.RESTRICT
+    )
+    job_type = fields.ForeignKeyField(
+        "models.JobType", related_name="jobs", on_delete=fields.RESTRICT
+    )
+    status = fields.CharField(max_length=16, default=JobStatus.PENDING.value)
+    priority = fields.CharField(max_length=8, default=Priority.NORMAL.value)
+    input_data = fields.JSONField()
+    result = fields.JSONField(null=True)
+    error = fields.JSONField(null=True)
+    cost_cents = fields.BigIntField()
+    attempts = fields.IntField(default=0)
+    run_at = fields.DatetimeField(null=True)
+    lease_until = fields.DatetimeField(null=True)
+    runner_id = fields.CharField(max_length=128, null=True)
+    # When the broker message for the current pending period was (or is due to be) delivered;
+    # null means no message is known to be in flight, so the sweeper must send one.
+    enqueued_at = fields.DatetimeField(null=True)
+    idempotency_key = fields.CharField(max_length=255, null=True)
+    request_hash = fields.CharField(max_length=64, null=True)  # of the body that used the key
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    started_at = fields.DatetimeField(null=True)
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "jobs"
+        unique_together = (("customer", "idempotency_key"),)
+        indexes = (
+            ("status", "run_at"),  # sweeper: due pending jobs
+            ("status", "lease_until"),  # sweeper: expired leases
+            ("customer_id", "created_at"),  # listing per customer
+            ("created_at", "id"),  # cursor pagination
+        )
+
+
+class JobEvent(Model):
+    id = fields.BigIntField(primary_key=True)
+    job = fields.ForeignKeyField("models.Job", related_name="events", on_delete=fields.CASCADE)
+    from_status = fields.CharField(max_length=16, null=True)
+    to_status = fields.CharField(max_length=16)
+    attempt = fields.IntField(default=0)
+    runner_id = fields.CharField(max_length=128, null=True)
+    message = fields.TextField(default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "job_events"
+        indexes = (("job_id", "id"),)

@@ -1,0 +1,173 @@
+"""Wallet money rules: Open-to-Buy authorization holds, capture, release, top-ups.
+
+Every change of a wallet is one conditional UPDATE ... RETURNING plus one ledger row, inside the
+caller's transaction, so the ledger always sums to the wallet (``SUM(amount_cents) = balance``,
+``SUM(held_delta_cents) = held``). Open-to-buy is the card issuer's sense:
+``balance + credit_limit - held`` is what can still be authorized.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from innosystem import db
+from innosystem.errors import InsufficientFunds, NotFound, ValidationFailed
+from innosystem.models import LedgerKind, Wallet, WalletTransaction
+
+#: Upper bound for one money amount (10 million in major units): a typo guard, not a policy.
+MAX_AMOUNT_CENTS = 1_000_000_000
+
+
+def open_to_buy(balance_cents: int, credit_limit_cents: int, held_cents: int) -> int:
+    return balance_cents + credit_limit_cents - held_cents
+
+
+def check_amount(amount_cents: Any, field: str = "amount_cents") -> int:
+    if isinstance(amount_cents, bool) or not isinstance(amount_cents, int):
+        raise ValidationFailed.field(field, "must be an integer number of cents")
+    if not 0 < amount_cents <= MAX_AMOUNT_CENTS:
+        raise ValidationFailed.field(field, f"must be between 1 and {MAX_AMOUNT_CENTS}")
+    return amount_cents
+
+
+async def _move(
+    conn: BaseDBAsyncClient,
+    customer_id: uuid.UUID,
+    *,
+    kind: LedgerKind,
+    balance_delta: int,
+    held_delta: int,
+    job_id: uuid.UUID | None = None,
+    reference: str = "",
+    require_open_to_buy: int | None = None,
+) -> WalletTransaction | None:
+    """Apply one ledger movement; with ``require_open_to_buy`` the update is conditional and
+    ``None`` comes back when the wallet cannot cover it (row count 0, nothing written)."""
+    text = (
+        "UPDATE wallets SET balance_cents = balance_cents + ?, held_cents = held_cents + ? "
+        "WHERE customer_id = ?"
+    )
+    # Addressed by customer (unique per wallet) so no extra read is needed to find the wallet.
+    params: list[Any] = [balance_delta, held_delta, str(customer_id)]
+    if require_open_to_buy is not None:
+        text += " AND balance_cents + credit_limit_cents - held_cents >= ?"
+        params.append(require_open_to_buy)
+    rows = await db.fetch(conn, text + " RETURNING id, balance_cents, held_cents", params)
+    if not rows:
+        return None
+    return await WalletTransaction.create(
+        using_db=conn,
+        wallet_id=rows[0]["id"],
+        kind=kind.value,
+        amount_cents=balance_delta,
+        held_delta_cents=held_delta,
+        balance_after_cents=rows[0]["balance_cents"],
+        held_after_cents=rows[0]["held_cents"],
+        job_id=job_id,
+        reference=reference[:200],
+    )
+
+
+async def place_hold(
+    conn: BaseDBAsyncClient, customer_id: uuid.UUID, amount_cents: int, job_id: uuid.UUID
+) -> WalletTransaction:
+    """Authorize ``amount_cents`` for a job, or raise InsufficientFunds (402) changing nothing."""
+    tx = await _move(
+        conn,
+        customer_id,
+        kind=LedgerKind.HOLD,
+        balance_delta=0,
+        held_delta=amount_cents,
+        job_id=job_id,
+        require_open_to_buy=amount_cents,
+    )
+    if tx is None:
+        wallet = await get_wallet(customer_id, conn)
+        raise InsufficientFunds(
+            f"the wallet's open-to-buy is {wallet.open_to_buy_cents} cents; "
+            f"this job costs {amount_cents} cents",
+            [{"field": "customer_id", "message": "insufficient funds"}],
+        )
+    return tx
+
+
+async def capture_hold(
+    conn: BaseDBAsyncClient, customer_id: uuid.UUID, amount_cents: int, job_id: uuid.UUID
+) -> None:
+    """Turn a job's hold into a charge. Callers guarantee once-only by their own conditional
+    status transition in the same transaction."""
+    await _move(
+        conn,
+        customer_id,
+        kind=LedgerKind.CAPTURE,
+        balance_delta=-amount_cents,
+        held_delta=-amount_cents,
+        job_id=job_id,
+    )
+
+
+async def release_hold(
+    conn: BaseDBAsyncClient,
+    customer_id: uuid.UUID,
+    amount_cents: int,
+    job_id: uuid.UUID,
+    reference: str = "",
+) -> None:
+    await _move(
+        conn,
+        customer_id,
+        kind=LedgerKind.RELEASE,
+        balance_delta=0,
+        held_delta=-amount_cents,
+        job_id=job_id,
+        reference=reference,
+    )
+
+
+async def top_up(customer_id: uuid.UUID, amount_cents: Any, reference: str = "") -> Wallet:
+    amount = check_amount(amount_cents)
+    async with in_transaction() as conn:
+        tx = await _move(
+            conn,
+            customer_id,
+            kind=LedgerKind.TOP_UP,
+            balance_delta=amount,
+            held_delta=0,
+            reference=reference,
+        )
+        if tx is None:
+            raise NotFound(f"customer {customer_id} not found")
+        return await Wallet.get(id=tx.wallet_id).using_db(conn)  # type: ignore[attr-defined]
+
+
+async def get_wallet(customer_id: uuid.UUID, conn: BaseDBAsyncClient | None = None) -> Wallet:
+    query = Wallet.filter(customer_id=customer_id)
+    wallet = await (query.using_db(conn) if conn else query).first()
+    if wallet is None:
+        raise NotFound(f"customer {customer_id} not found")
+    return wallet
+
+
+async def reconcile(wallet_id: uuid.UUID) -> dict[str, Any]:
+    """Recompute balance and held from the ledger and compare with the wallet row."""
+    conn = db.connection()
+    rows = await db.fetch(
+        conn,
+        "SELECT COALESCE(SUM(amount_cents), 0) AS balance, "
+        "COALESCE(SUM(held_delta_cents), 0) AS held FROM wallet_transactions WHERE wallet_id = ?",
+        [str(wallet_id)],
+    )
+    wallet = await Wallet.get(id=wallet_id)
+    ledger_balance, ledger_held = int(rows[0]["balance"]), int(rows[0]["held"])
+    return {
+        "wallet_id": str(wallet_id),
+        "balance_cents": wallet.balance_cents,
+        "held_cents": wallet.held_cents,
+        "ledger_balance_cents": ledger_balance,
+        "ledger_held_cents": ledger_held,
+        "matches": ledger_balance == wallet.balance_cents and ledger_held == wallet.held_cents,
+    }

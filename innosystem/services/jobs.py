@@ -1,0 +1,679 @@
+"""The life of a job, in one place: submit (pay with a hold), claim, run, finish (capture or
+release), retry, cancel. Every transition is a conditional UPDATE on the job's current status, so
+concurrent runners, sweepers and API calls can race safely: exactly one of them wins.
+
+The database is the source of truth; broker messages are only nudges (see ``innosystem.broker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import inspect
+import json
+import random
+import traceback
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from loguru import logger
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from innosystem.broker import get_dispatcher
+from innosystem.errors import (
+    Conflict,
+    JobCancelled,
+    NotFound,
+    PermanentError,
+    ValidationFailed,
+)
+from innosystem.models import Customer, Job, JobEvent, JobStatus, JobType, Project
+from innosystem.plugins import ProcessorRegistry, get_registry
+from innosystem.processors import JobContext, Processor
+from innosystem.services import billing
+from innosystem.services.runners import RunnerState, utcnow
+
+MAX_ERROR_CHARS = 4000
+
+
+# --- submit -------------------------------------------------------------------------------------
+def request_hash(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def submit(
+    *,
+    customer_id: uuid.UUID,
+    job_type_id: uuid.UUID,
+    input_data: dict[str, Any],
+    project_id: uuid.UUID | None = None,
+    priority: str | None = None,
+    run_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    registry: ProcessorRegistry | None = None,
+) -> tuple[Job, bool]:
+    """Create a paid, queued job. Returns (job, created); created is False when an
+    Idempotency-Key replay returns the job the first request made."""
+    registry = registry or get_registry()
+    body_hash = request_hash(
+        {
+            "customer_id": customer_id,
+            "job_type_id": job_type_id,
+            "input_data": input_data,
+            "project_id": project_id,
+            "priority": priority,
+            "run_at": run_at,
+        }
+    )
+    if idempotency_key is not None:
+        existing = await _replay(customer_id, idempotency_key, body_hash)
+        if existing is not None:
+            return existing, False
+
+    job_type = await JobType.get_or_none(id=job_type_id)
+    if job_type is None:
+        raise NotFound(
+            f"job type {job_type_id} not found", [{"field": "job_type_id", "message": "not found"}]
+        )
+    if not await Customer.exists(id=customer_id):
+        raise NotFound(
+            f"customer {customer_id} not found", [{"field": "customer_id", "message": "not found"}]
+        )
+    if project_id is not None and not await Project.exists(id=project_id, customer_id=customer_id):
+        raise NotFound(
+            f"project {project_id} not found for this customer",
+            [{"field": "project_id", "message": "not found"}],
+        )
+    scope = job_type.project_id  # type: ignore[attr-defined]
+    if scope is not None and scope != project_id:
+        raise ValidationFailed.field("job_type_id", "this job type belongs to another project")
+    if not job_type.enabled:
+        raise Conflict(
+            f"job type {job_type.name!r} is disabled",
+            [{"field": "job_type_id", "message": "job type is disabled"}],
+        )
+    processor = registry.get(job_type.processing_logic_id)
+    if processor is not None:
+        input_data = processor.validate_input(input_data)
+
+    now = utcnow()
+    due = run_at if run_at is not None and run_at > now else None
+    try:
+        async with in_transaction() as conn:
+            job = await Job.create(
+                using_db=conn,
+                customer_id=customer_id,
+                project_id=project_id,
+                job_type_id=job_type.id,
+                status=JobStatus.PENDING.value,
+                priority=priority or job_type.default_priority,
+                input_data=input_data,
+                cost_cents=job_type.standard_cost_cents,
+                run_at=due,
+                # Set optimistically: the send follows the commit; if it fails we clear it and
+                # the sweeper sends instead.
+                enqueued_at=due or now,
+                idempotency_key=idempotency_key,
+                request_hash=body_hash if idempotency_key else None,
+            )
+            if job.cost_cents > 0:
+                await billing.place_hold(conn, customer_id, job.cost_cents, job.id)
+            await _event(
+                conn,
+                job.id,
+                None,
+                JobStatus.PENDING,
+                0,
+                None,
+                f"submitted; {job.cost_cents} cents held",
+            )
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # A concurrent request with the same key committed first: answer as it did.
+        existing = await _replay(customer_id, idempotency_key, body_hash)
+        if existing is None:  # pragma: no cover - the unique index guarantees a row
+            raise
+        return existing, False
+
+    delay_ms = int((due - now).total_seconds() * 1000) if due else None
+    await _dispatch(job.id, delay_ms)
+    return job, True
+
+
+async def _replay(customer_id: uuid.UUID, key: str, body_hash: str) -> Job | None:
+    job = await Job.get_or_none(customer_id=customer_id, idempotency_key=key)
+    if job is not None and job.request_hash != body_hash:
+        raise Conflict(
+            "this Idempotency-Key was used with a different request body",
+            [{"field": "Idempotency-Key", "message": "reused with another body"}],
+        )
+    return job
+
+
+async def _dispatch(job_id: uuid.UUID, delay_ms: int | None = None) -> None:
+    dispatcher = get_dispatcher()
+    try:
+        if dispatcher is None:
+            raise RuntimeError("no broker in this process")
+        await dispatcher.send(str(job_id), delay_ms)
+    except Exception as exc:
+        logger.warning("enqueue of job {} failed ({}); the sweeper will retry", job_id, exc)
+        await Job.filter(id=job_id, status=JobStatus.PENDING.value).update(enqueued_at=None)
+
+
+async def _event(
+    conn: BaseDBAsyncClient | None,
+    job_id: uuid.UUID,
+    from_status: str | None,
+    to_status: str,
+    attempt: int,
+    runner_id: str | None,
+    message: str,
+) -> None:
+    await JobEvent.create(
+        using_db=conn,
+        job_id=job_id,
+        from_status=from_status,
+        to_status=str(to_status),
+        attempt=attempt,
+        runner_id=runner_id,
+        message=message[:MAX_ERROR_CHARS],
+    )
+
+
+# --- read / cancel ------------------------------------------------------------------------------
+async def get_job(job_id: uuid.UUID) -> Job:
+    job = await Job.get_or_none(id=job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+async def list_events(job_id: uuid.UUID) -> list[JobEvent]:
+    await get_job(job_id)
+    return await JobEvent.filter(job_id=job_id).order_by("id")
+
+
+async def cancel(job_id: uuid.UUID) -> Job:
+    """Cancel a pending job and release its hold. Terminal jobs: 409."""
+    job = await get_job(job_id)
+    async with in_transaction() as conn:
+        changed = (
+            await Job.filter(id=job_id, status=JobStatus.PENDING.value)
+            .using_db(conn)
+            .update(
+                updated_at=utcnow(),
+                status=JobStatus.CANCELLED.value,
+                finished_at=utcnow(),
+                enqueued_at=None,
+            )
+        )
+        if changed:
+            if job.cost_cents > 0:
+                await billing.release_hold(
+                    conn,
+                    job.customer_id,  # type: ignore[attr-defined]
+                    job.cost_cents,
+                    job.id,
+                    "cancelled",
+                )
+            await _event(
+                conn,
+                job.id,
+                JobStatus.PENDING,
+                JobStatus.CANCELLED,
+                job.attempts,
+                None,
+                "cancelled by request",
+            )
+    if not changed:
+        job = await get_job(job_id)
+        raise Conflict(
+            f"job {job_id} is {job.status} and cannot be cancelled",
+            [{"field": "status", "message": f"is {job.status}"}],
+        )
+    return await get_job(job_id)
+
+
+# --- execute ------------------------------------------------------------------------------------
+def backoff_ms(job_type: JobType, attempt: int) -> int:
+    """Exponential backoff with jitter: base * 2^(attempt-1), capped, then 50-100 % of that."""
+    ceiling = min(job_type.backoff_max_ms, job_type.backoff_base_ms * 2 ** max(0, attempt - 1))
+    return int(random.uniform(ceiling / 2, ceiling)) if ceiling > 0 else 0
+
+
+def _error(
+    kind: str, message: str, attempt: int, exc: BaseException | None = None
+) -> dict[str, Any]:
+    err: dict[str, Any] = {"type": kind, "message": message[:MAX_ERROR_CHARS], "attempt": attempt}
+    if exc is not None:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        err["traceback"] = tb[-MAX_ERROR_CHARS:]
+    return err
+
+
+async def execute_job(job_id: str, state: RunnerState) -> None:
+    """Run one delivery of "run job X": claim, run the processor, record the outcome.
+
+    Safe to call any number of times for the same job (at-least-once delivery): only the call
+    whose conditional claim succeeds does any work.
+    """
+    with logger.contextualize(job_id=job_id):
+        job = await Job.get_or_none(id=job_id).select_related("job_type")
+        if job is None or job.status != JobStatus.PENDING.value:
+            return
+        now = utcnow()
+        if job.run_at is not None and job.run_at > now:
+            return  # an early duplicate; the delayed message or the sweeper brings it back
+        job_type: JobType = job.job_type
+        logic_id = job_type.processing_logic_id
+        if not state.supports(logic_id):
+            # Not ours: put it back for a runner that serves this logic id.
+            await _dispatch(job.id, delay_ms=1000)
+            return
+        attempt = job.attempts + 1
+        claimed = await Job.filter(
+            id=job.id, status=JobStatus.PENDING.value, attempts=job.attempts
+        ).update(
+            updated_at=utcnow(),
+            status=JobStatus.RUNNING.value,
+            runner_id=state.runner_id,
+            attempts=attempt,
+            lease_until=state.lease_until(),
+            started_at=now,
+            enqueued_at=None,
+        )
+        if not claimed:
+            return
+        await _event(
+            None,
+            job.id,
+            JobStatus.PENDING,
+            JobStatus.RUNNING,
+            attempt,
+            state.runner_id,
+            f"attempt {attempt} started",
+        )
+        logger.info("attempt {} of {} ({}) started", attempt, job_type.name, logic_id)
+
+        ctx = JobContext(
+            job_id=job.id,
+            attempt=attempt,
+            job_type_id=job_type.id,
+            customer_id=job.customer_id,  # type: ignore[attr-defined]
+            runner_id=state.runner_id,
+        )
+        state.in_flight[job_id] = ctx
+        try:
+            await _run_and_record(job, job_type, ctx, state)
+        finally:
+            state.in_flight.pop(job_id, None)
+
+
+async def _run_and_record(job: Job, job_type: JobType, ctx: JobContext, state: RunnerState) -> None:
+    attempt = ctx.attempt
+    processor = state.registry.get(job_type.processing_logic_id)
+    if processor is None:
+        installed = ", ".join(state.registry.logic_ids()) or "none"
+        await _fail(
+            job,
+            job_type,
+            state,
+            attempt,
+            _error(
+                "no_processor",
+                f"no installed processor serves {job_type.processing_logic_id!r} on runner "
+                f"{state.runner_id} (installed: {installed})",
+                attempt,
+            ),
+            retry=False,
+        )
+        return
+    try:
+        result = await asyncio.wait_for(
+            _call_processor(processor, ctx, job.input_data, state), timeout=job_type.timeout_seconds
+        )
+    except JobCancelled:
+        await _finish_cancelled(job, state, attempt)
+        return
+    except TimeoutError as exc:
+        error, retry = (
+            _error("timeout", f"attempt exceeded {job_type.timeout_seconds}s", attempt, exc),
+            True,
+        )
+    except PermanentError as exc:
+        error, retry = _error("permanent", str(exc), attempt, exc), False
+    except Exception as exc:  # unexpected errors are retryable by default
+        error, retry = _error("exception", f"{type(exc).__name__}: {exc}", attempt, exc), True
+    else:
+        problem = _result_problem(result)
+        if problem is None:
+            await _succeed(job, state, attempt, result)
+            return
+        error, retry = _error("bad_result", problem, attempt), False
+    await _fail(job, job_type, state, attempt, error, retry=retry)
+
+
+def _result_problem(result: Any) -> str | None:
+    """A result must be a JSON object; anything else is a processor bug, not worth a retry."""
+    if not isinstance(result, dict):
+        return f"processor returned {type(result).__name__}, not a dict"
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        return f"processor result is not JSON-serialisable: {exc}"
+    return None
+
+
+async def _call_processor(
+    processor: Processor, ctx: JobContext, input_data: Any, state: RunnerState
+) -> Any:
+    if processor.kind == "cpu":
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            state.cpu_pool,
+            run_in_child,
+            processor.logic_id,
+            input_data,
+            (
+                str(ctx.job_id),
+                ctx.attempt,
+                str(ctx.job_type_id),
+                str(ctx.customer_id),
+                ctx.runner_id,
+            ),
+        )
+    if inspect.iscoroutinefunction(processor.process):
+        return await processor.process(ctx, input_data)
+    return await asyncio.to_thread(processor.process, ctx, input_data)
+
+
+def run_in_child(logic_id: str, input_data: Any, ctx_fields: tuple) -> Any:
+    """Entry point inside the CPU process pool: resolve the processor there by logic id."""
+    processor = get_registry().get(logic_id)
+    if processor is None:
+        raise PermanentError(f"no processor {logic_id!r} in the worker pool")
+    job_id, attempt, job_type_id, customer_id, runner_id = ctx_fields
+    ctx = JobContext(
+        job_id=uuid.UUID(job_id),
+        attempt=attempt,
+        job_type_id=uuid.UUID(job_type_id),
+        customer_id=uuid.UUID(customer_id),
+        runner_id=runner_id,
+    )
+    result = processor.process(ctx, input_data)
+    if inspect.isawaitable(result):
+        result = asyncio.run(result)  # type: ignore[arg-type]
+    return result
+
+
+def _owned(job: Job, state: RunnerState, attempt: int) -> Any:
+    """The job as this runner claimed it: if the lease was lost and another runner took over,
+    the filter matches nothing and this runner's outcome is discarded."""
+    return Job.filter(
+        id=job.id, status=JobStatus.RUNNING.value, runner_id=state.runner_id, attempts=attempt
+    )
+
+
+async def _succeed(job: Job, state: RunnerState, attempt: int, result: dict) -> None:
+    async with in_transaction() as conn:
+        changed = (
+            await _owned(job, state, attempt)
+            .using_db(conn)
+            .update(
+                updated_at=utcnow(),
+                status=JobStatus.SUCCEEDED.value,
+                result=result,
+                error=None,
+                lease_until=None,
+                finished_at=utcnow(),
+            )
+        )
+        if not changed:
+            logger.warning(
+                "attempt {} finished after its lease was lost; result discarded", attempt
+            )
+            return
+        if job.cost_cents > 0:
+            await billing.capture_hold(
+                conn,
+                job.customer_id,  # type: ignore[attr-defined]
+                job.cost_cents,
+                job.id,
+            )
+        await _event(
+            conn,
+            job.id,
+            JobStatus.RUNNING,
+            JobStatus.SUCCEEDED,
+            attempt,
+            state.runner_id,
+            f"succeeded; {job.cost_cents} cents captured",
+        )
+    logger.info("attempt {} succeeded", attempt)
+
+
+async def _fail(
+    job: Job,
+    job_type: JobType,
+    state: RunnerState,
+    attempt: int,
+    error: dict[str, Any],
+    *,
+    retry: bool,
+) -> None:
+    if retry and attempt < job_type.max_attempts:
+        delay = backoff_ms(job_type, attempt)
+        run_at = utcnow() + timedelta(milliseconds=delay)
+        async with in_transaction() as conn:
+            changed = (
+                await _owned(job, state, attempt)
+                .using_db(conn)
+                .update(
+                    updated_at=utcnow(),
+                    status=JobStatus.PENDING.value,
+                    error=error,
+                    lease_until=None,
+                    runner_id=None,
+                    run_at=run_at,
+                    enqueued_at=run_at,
+                )
+            )
+            if changed:
+                await _event(
+                    conn,
+                    job.id,
+                    JobStatus.RUNNING,
+                    JobStatus.PENDING,
+                    attempt,
+                    state.runner_id,
+                    f"attempt {attempt} failed ({error['type']}: {error['message']}); "
+                    f"retry in {delay} ms",
+                )
+        if changed:
+            logger.warning(
+                "attempt {} failed: {}; retry in {} ms", attempt, error["message"], delay
+            )
+            await _dispatch(job.id, delay)
+        return
+    async with in_transaction() as conn:
+        changed = (
+            await _owned(job, state, attempt)
+            .using_db(conn)
+            .update(
+                updated_at=utcnow(),
+                status=JobStatus.FAILED.value,
+                error=error,
+                lease_until=None,
+                finished_at=utcnow(),
+            )
+        )
+        if changed:
+            if job.cost_cents > 0:
+                await billing.release_hold(
+                    conn,
+                    job.customer_id,  # type: ignore[attr-defined]
+                    job.cost_cents,
+                    job.id,
+                    "job failed",
+                )
+            await _event(
+                conn,
+                job.id,
+                JobStatus.RUNNING,
+                JobStatus.FAILED,
+                attempt,
+                state.runner_id,
+                f"failed ({error['type']}): {error['message']}",
+            )
+    if changed:
+        logger.error("job failed after attempt {}: {}", attempt, error["message"])
+
+
+async def _finish_cancelled(job: Job, state: RunnerState, attempt: int) -> None:
+    async with in_transaction() as conn:
+        changed = (
+            await _owned(job, state, attempt)
+            .using_db(conn)
+            .update(
+                updated_at=utcnow(),
+                status=JobStatus.CANCELLED.value,
+                lease_until=None,
+                finished_at=utcnow(),
+            )
+        )
+        if changed:
+            if job.cost_cents > 0:
+                await billing.release_hold(
+                    conn,
+                    job.customer_id,  # type: ignore[attr-defined]
+                    job.cost_cents,
+                    job.id,
+                    "cancelled",
+                )
+            await _event(
+                conn,
+                job.id,
+                JobStatus.RUNNING,
+                JobStatus.CANCELLED,
+                attempt,
+                state.runner_id,
+                "cancelled while running",
+            )
+
+
+# --- used by the sweeper ------------------------------------------------------------------------
+async def recover_expired(
+    job_id: uuid.UUID,
+    lease_until: datetime | None,
+    attempts: int,
+    max_attempts: int,
+    customer_id: uuid.UUID,
+    cost_cents: int,
+    runner_id: str | None,
+    reason: str,
+) -> bool:
+    """Take a running job away from a dead runner: back to pending, or failed when it has been
+    delivered ``max_attempts`` times (a poison pill that keeps killing its runner)."""
+    async with in_transaction() as conn:
+        query = Job.filter(
+            id=job_id, status=JobStatus.RUNNING.value, attempts=attempts, runner_id=runner_id
+        ).using_db(conn)
+        if attempts >= max_attempts:
+            error = _error(
+                "lost", f"{reason}; attempt {attempts} of {max_attempts} was the last", attempts
+            )
+            changed = await query.update(
+                updated_at=utcnow(),
+                status=JobStatus.FAILED.value,
+                error=error,
+                lease_until=None,
+                finished_at=utcnow(),
+            )
+            if changed:
+                if cost_cents > 0:
+                    await billing.release_hold(conn, customer_id, cost_cents, job_id, "job failed")
+                await _event(
+                    conn,
+                    job_id,
+                    JobStatus.RUNNING,
+                    JobStatus.FAILED,
+                    attempts,
+                    runner_id,
+                    f"failed: {error['message']}",
+                )
+        else:
+            error = _error("lost", reason, attempts)
+            changed = await query.update(
+                updated_at=utcnow(),
+                status=JobStatus.PENDING.value,
+                error=error,
+                lease_until=None,
+                runner_id=None,
+                run_at=None,
+                enqueued_at=None,
+            )
+            if changed:
+                await _event(
+                    conn,
+                    job_id,
+                    JobStatus.RUNNING,
+                    JobStatus.PENDING,
+                    attempts,
+                    runner_id,
+                    f"re-queued: {reason}",
+                )
+    return bool(changed)
+
+
+# --- listing ------------------------------------------------------------------------------------
+def encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, job_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed.field("cursor", "is not a cursor this API returned") from None
+
+
+async def list_jobs(
+    *,
+    status: str | None = None,
+    customer_id: uuid.UUID | None = None,
+    job_type_id: uuid.UUID | None = None,
+    project_id: uuid.UUID | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Job], str | None]:
+    """Newest first, keyset-paginated on (created_at, id) so deep pages stay cheap."""
+    query = Job.all()
+    if status is not None:
+        if status not in {s.value for s in JobStatus}:
+            raise ValidationFailed.field(
+                "status", "must be one of " + ", ".join(s.value for s in JobStatus)
+            )
+        query = query.filter(status=status)
+    if customer_id is not None:
+        query = query.filter(customer_id=customer_id)
+    if job_type_id is not None:
+        query = query.filter(job_type_id=job_type_id)
+    if project_id is not None:
+        query = query.filter(project_id=project_id)
+    if cursor:
+        created, last_id = decode_cursor(cursor)
+        query = query.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=last_id))
+    jobs = await query.order_by("-created_at", "-id").limit(limit + 1)
+    next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
+    return jobs[:limit], next_cursor

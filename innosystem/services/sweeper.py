@@ -1,0 +1,102 @@
+"""The sweeper: what makes the database, not the broker, the source of truth.
+
+Every process runs it every ``poll_interval_ms`` (and once before serving). It is safe to run in
+many processes at once because each change it makes is a conditional UPDATE.
+1. Running jobs whose lease lapsed (their runner died) go back to pending, or to failed once
+   they have been delivered ``max_attempts`` times (a poison pill that kills its runner).
+2. Due pending jobs with no message known to be in flight are sent to the broker again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from loguru import logger
+from tortoise.expressions import Q
+
+from innosystem.broker import get_dispatcher
+from innosystem.models import Job, JobStatus
+from innosystem.services.jobs import recover_expired
+from innosystem.services.runners import RunnerState, utcnow
+
+BATCH = 1000
+
+
+@dataclass
+class SweepReport:
+    recovered: int = 0
+    enqueued: int = 0
+
+
+async def sweep(state: RunnerState, *, startup: bool = False) -> SweepReport:
+    report = SweepReport()
+    now = utcnow()
+
+    expired = Q(status=JobStatus.RUNNING.value, lease_until__lt=now)
+    if startup:
+        # This runner id just started, so nothing can be running under it: a previous life of
+        # this runner died with those jobs.
+        expired |= Q(status=JobStatus.RUNNING.value, runner_id=state.runner_id)
+    rows = (
+        await Job.filter(expired)
+        .limit(BATCH)
+        .values(
+            "id",
+            "lease_until",
+            "attempts",
+            "job_type__max_attempts",
+            "customer_id",
+            "cost_cents",
+            "runner_id",
+        )
+    )
+    for row in rows:
+        reason = (
+            "runner restarted"
+            if row["runner_id"] == state.runner_id and startup
+            else f"lease of runner {row['runner_id']} expired"
+        )
+        if await recover_expired(
+            row["id"],
+            row["lease_until"],
+            row["attempts"],
+            row["job_type__max_attempts"],
+            row["customer_id"],
+            row["cost_cents"],
+            row["runner_id"],
+            reason,
+        ):
+            report.recovered += 1
+
+    dispatcher = get_dispatcher()
+    if dispatcher is None:
+        return report
+    if startup and state.settings.broker_kind == "memory":
+        # The in-process queue died with the previous process: every pending job needs a send.
+        await Job.filter(status=JobStatus.PENDING.value).update(enqueued_at=None)
+    not_in_flight = Q(enqueued_at__isnull=True)
+    if state.settings.broker_kind == "redis":
+        # A Redis message can be lost (flush, failover); one not picked up in time is resent.
+        stale = now - timedelta(seconds=state.settings.requeue_after_seconds)
+        not_in_flight |= Q(enqueued_at__lt=stale)
+    due = Q(run_at__isnull=True) | Q(run_at__lte=now)
+    ids = await (
+        Job.filter(status=JobStatus.PENDING.value)
+        .filter(not_in_flight)
+        .filter(due)
+        .order_by("created_at")
+        .limit(BATCH)
+        .values_list("id", flat=True)
+    )
+    if ids:
+        await Job.filter(id__in=ids, status=JobStatus.PENDING.value).update(enqueued_at=now)
+        await dispatcher.send_many([str(i) for i in ids])
+        report.enqueued = len(ids)
+    if report.recovered or report.enqueued:
+        logger.info(
+            "sweep: {} jobs recovered from dead runners, {} enqueued",
+            report.recovered,
+            report.enqueued,
+        )
+    return report
