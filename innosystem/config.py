@@ -29,6 +29,7 @@ class Settings:
     data_dir: Path = Path("var")
     database_url: str = ""  # "" → sqlite file under data_dir (resolved by load_settings)
     broker_url: str = "memory://"
+    database_pool_size: int = 20
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 1024 * 1024

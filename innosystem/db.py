@@ -19,6 +19,9 @@ APP_LABEL = "models"
 
 def tortoise_config(settings: Settings) -> dict[str, Any]:
     url = settings.database_url
+    if not settings.is_sqlite and "maxsize=" not in url:
+        # Tortoise's default pool (5) would queue the API behind the embedded workers.
+        url += ("&" if "?" in url else "?") + f"maxsize={settings.database_pool_size}"
     if url.startswith("sqlite://"):
         path = url[len("sqlite://") :]
         if path and path != ":memory:":
@@ -53,7 +56,9 @@ async def connect(settings: Settings) -> None:
         conn = connections.get("default")
         # WAL lets readers proceed while the single writer commits; busy_timeout waits instead
         # of failing when the worker and the API write at once.
-        await conn.execute_script("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=10000;")
+        await conn.execute_script(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;"
+        )
 
 
 async def close() -> None:

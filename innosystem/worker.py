@@ -19,7 +19,14 @@ from dramatiq.middleware import Middleware
 from loguru import logger
 
 from innosystem import db
-from innosystem.broker import JOB_QUEUE, RUN_JOB_ACTOR, Dispatcher, create_broker, set_dispatcher
+from innosystem.broker import (
+    JOB_QUEUE,
+    RUN_JOB_ACTOR,
+    Dispatcher,
+    create_broker,
+    get_dispatcher,
+    set_dispatcher,
+)
 from innosystem.config import Settings, redacted_url
 from innosystem.models import Job, JobStatus
 from innosystem.plugins import ProcessorRegistry
@@ -147,8 +154,6 @@ class WorkerRuntime:
         """Raise if this process cannot reach its broker or its worker stopped."""
         if self.broker is None:
             raise RuntimeError("broker not started")
-        from innosystem.broker import get_dispatcher
-
         dispatcher = get_dispatcher()
         if dispatcher is not None:
             await dispatcher.ping()

@@ -572,7 +572,6 @@ async def _finish_cancelled(job: Job, state: RunnerState, attempt: int) -> None:
 # --- used by the sweeper ------------------------------------------------------------------------
 async def recover_expired(
     job_id: uuid.UUID,
-    lease_until: datetime | None,
     attempts: int,
     max_attempts: int,
     customer_id: uuid.UUID,

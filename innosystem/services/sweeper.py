@@ -43,7 +43,6 @@ async def sweep(state: RunnerState, *, startup: bool = False) -> SweepReport:
         .limit(BATCH)
         .values(
             "id",
-            "lease_until",
             "attempts",
             "job_type__max_attempts",
             "customer_id",
@@ -59,7 +58,6 @@ async def sweep(state: RunnerState, *, startup: bool = False) -> SweepReport:
         )
         if await recover_expired(
             row["id"],
-            row["lease_until"],
             row["attempts"],
             row["job_type__max_attempts"],
             row["customer_id"],

@@ -1,0 +1,88 @@
+"""/health tells the truth: 503 naming the part that is really down."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+from helpers import IS_POSTGRES, free_port, wait_for
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server binary not installed")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if (
+            subprocess.run(
+                ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
+            ).stdout.strip()
+            == "PONG"
+        ):
+            break
+        time.sleep(0.05)
+    yield proc, f"redis://127.0.0.1:{port}/0"
+    proc.kill()
+    proc.wait()
+
+
+def test_broker_down_gives_503_naming_the_broker(make_server, private_redis):
+    redis_proc, url = private_redis
+    srv = make_server(env={"INNOSYSTEM_BROKER_URL": url}).start()
+    assert httpx.get(srv.url + "/health").status_code == 200
+
+    redis_proc.kill()
+    redis_proc.wait()
+
+    def unhealthy():
+        response = httpx.get(srv.url + "/health", timeout=10)
+        return response if response.status_code == 503 else None
+
+    response = wait_for(unhealthy, timeout=20)
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["broker"].startswith("error")
+    assert body["database"] == "ok"
+    assert body["error"]["code"] == "unavailable"
+    assert [d["field"] for d in body["error"]["details"]] == ["broker"]
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="needs a database server that can go away")
+def test_database_down_gives_503_naming_the_database(make_server, databases):
+    from helpers import _pg_exec
+
+    url = databases.new_url()
+    srv = make_server(url).start()
+    assert httpx.get(srv.url + "/health").status_code == 200
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    _pg_exec(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+    def unhealthy():
+        response = httpx.get(srv.url + "/health", timeout=10)
+        return response if response.status_code == 503 else None
+
+    body = wait_for(unhealthy, timeout=20).json()
+    assert body["database"].startswith("error")
+    assert "database" in body["error"]["message"]
