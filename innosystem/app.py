@@ -18,7 +18,7 @@ def create_app(settings: Settings, registry: ProcessorRegistry | None = None) ->
     app = Quart("innosystem")
     app.config["INNOSYSTEM_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.config["JSON_SORT_KEYS"] = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     if registry is not None:
         set_registry(registry)
     register_api(app)
@@ -30,7 +30,9 @@ def create_app(settings: Settings, registry: ProcessorRegistry | None = None) ->
         await db.connect(settings)
         if settings.auto_seed:
             seed_file = find_seed_file(settings.seed_file)
-            if seed_file is not None:
+            if seed_file is None:
+                logger.warning("no seed file found (./seed/seed.toml); set INNOSYSTEM_SEED_FILE")
+            else:
                 await apply_seed(seed_file)
         runtime = WorkerRuntime(settings, get_registry(), kind="serve")
         await runtime.start()

@@ -27,7 +27,9 @@ def create_broker(settings: Settings, extra_middleware: list[Middleware] | None 
     if settings.broker_kind == "redis":
         from dramatiq.brokers.redis import RedisBroker
 
-        broker = RedisBroker(url=settings.broker_url, middleware=middleware, namespace="innosystem")
+        broker = RedisBroker(
+            url=settings.broker_url, middleware=middleware, namespace=settings.broker_namespace
+        )
     else:
         broker = StubBroker(middleware=middleware)
     return broker

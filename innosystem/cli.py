@@ -1,4 +1,4 @@
-"""``innosystem`` command line: serve | worker | migrate | seed | plugins.
+"""innosystem command line: serve | worker | migrate | seed | plugins.
 
 Configuration problems and plugin conflicts end the program with one clear line and exit code 2,
 never a traceback: an operator should see at once which key or package to fix.

@@ -9,6 +9,7 @@ raises ``ConfigError`` whose message names the key, and the CLI prints that one 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ class Settings:
     database_url: str = ""  # "" → sqlite file under data_dir (resolved by load_settings)
     broker_url: str = "memory://"
     database_pool_size: int = 20
+    broker_namespace: str = "innosystem"
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 1024 * 1024
@@ -40,7 +42,7 @@ class Settings:
     supported_job_types: tuple[str, ...] = ()
     poll_interval_ms: int = 2000
     lease_seconds: int = 30
-    requeue_after_seconds: int = 60
+    requeue_after_seconds: int = 120
     shutdown_timeout_seconds: float = 10.0
     auto_migrate: bool = True
     auto_seed: bool = True
@@ -68,7 +70,8 @@ class _Field:
 
 def _int(lo: int, hi: int) -> Callable[[Any, str], int]:
     def parse(value: Any, key: str) -> int:
-        if isinstance(value, bool):
+        # bool is an int subclass and int(2.5) truncates: both are typos, not integers.
+        if isinstance(value, bool | float):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         try:
             number = int(value)
@@ -83,6 +86,8 @@ def _int(lo: int, hi: int) -> Callable[[Any, str], int]:
 
 def _float(lo: float, hi: float) -> Callable[[Any, str], float]:
     def parse(value: Any, key: str) -> float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -143,6 +148,13 @@ def _broker_url(value: Any, key: str) -> str:
     return url
 
 
+def _namespace(value: Any, key: str) -> str:
+    text = _str(value, key)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise ConfigError(f"{key}: {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
+    return text
+
+
 def _job_types(value: Any, key: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple):
@@ -167,11 +179,25 @@ FIELDS: tuple[_Field, ...] = (
         "sqlite://PATH or postgres://USER@HOST:PORT/DB",
     ),
     _Field(
+        "database_pool_size",
+        ("database", "pool_size"),
+        ("INNOSYSTEM_DATABASE_POOL_SIZE",),
+        _int(1, 1000),
+        "PostgreSQL connections per process (the API and the workers share them)",
+    ),
+    _Field(
         "broker_url",
         ("broker", "url"),
         ("INNOSYSTEM_BROKER_URL", "REDIS_URL"),
         _broker_url,
         "memory:// (in-process) or redis://HOST:PORT/DB",
+    ),
+    _Field(
+        "broker_namespace",
+        ("broker", "namespace"),
+        ("INNOSYSTEM_BROKER_NAMESPACE",),
+        _namespace,
+        "Redis key prefix; deployments sharing one Redis need different namespaces",
     ),
     _Field("host", ("server", "host"), ("INNOSYSTEM_HOST",), _str, "listen address"),
     _Field("port", ("server", "port"), ("INNOSYSTEM_PORT",), _int(0, 65535), "listen port"),
@@ -332,6 +358,13 @@ def load_settings(
 
 
 def _resolve_defaults(settings: Settings) -> Settings:
+    if settings.lease_seconds * 1000 < 3 * settings.poll_interval_ms:
+        # The heartbeat (every poll interval) renews leases; fewer than three renewals per lease
+        # would let a healthy runner's jobs be taken away after one slow tick.
+        raise ConfigError(
+            f"worker.lease_seconds: {settings.lease_seconds}s must be at least three poll "
+            f"intervals ({3 * settings.poll_interval_ms} ms)"
+        )
     changes: dict[str, Any] = {}
     if not settings.database_url:
         changes["database_url"] = f"sqlite://{(settings.data_dir / 'innosystem.sqlite3')}"

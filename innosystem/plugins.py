@@ -136,15 +136,15 @@ def load_registry(
         loaded.append((info, obj))
 
     for info, obj in loaded:
+        # Two packages may use the same entry-point name; pluggy needs a unique one.
+        key = f"{info.package}:{info.name}"
         try:
-            pm.register(obj, name=info.name)
+            pm.register(obj, name=key)
         except Exception as exc:
             info.error = f"registration failed: {_short_error(exc)}"
             logger.error("plugin {!r} could not be registered: {}", info.name, info.error)
             continue
-        impls = [
-            i for i in pm.hook.innosystem_processors.get_hookimpls() if i.plugin_name == info.name
-        ]
+        impls = [i for i in pm.hook.innosystem_processors.get_hookimpls() if i.plugin_name == key]
         for impl in impls:
             try:
                 processors = list(impl.function() or [])

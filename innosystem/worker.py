@@ -68,10 +68,18 @@ _state: RunnerState | None = None
 
 
 async def run_job(job_id: str) -> None:
-    """Actor body: one delivery of "run job X" (see services.jobs.execute_job)."""
+    """Actor body: one delivery of "run job X" (see services.jobs.execute_job).
+
+    Never raises: Dramatiq must not retry on its own (attempts live in the database). A delivery
+    that fails before its claim (e.g. the database is briefly down) leaves the job pending, and
+    the sweeper sends it again after ``requeue_after_seconds``.
+    """
     if _state is None:  # pragma: no cover - the runtime sets it before consuming
         raise RuntimeError("worker runtime not started")
-    await execute_job(job_id, _state)
+    try:
+        await execute_job(job_id, _state)
+    except Exception as exc:
+        logger.opt(exception=exc).bind(job_id=job_id).error("delivery of job failed: {}", exc)
 
 
 class WorkerRuntime:
@@ -83,6 +91,7 @@ class WorkerRuntime:
         self.broker: Any = None
         self.worker: dramatiq.Worker | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self, *, consume: bool = True) -> None:
         global _state
@@ -121,7 +130,8 @@ class WorkerRuntime:
             await asyncio.sleep(interval)
             try:
                 await runners.heartbeat(self.state)
-                await sweep(self.state)
+                if not self._stopping:  # while draining, only keep our leases alive
+                    await sweep(self.state)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database may be briefly down; keep ticking
@@ -129,14 +139,17 @@ class WorkerRuntime:
 
     async def stop(self) -> None:
         global _state
+        self._stopping = True
+        if self.worker is not None:
+            # The ticker keeps heartbeating meanwhile, so jobs finishing in the grace period keep
+            # their leases and are not handed to another runner under our feet.
+            timeout_ms = int(self.settings.shutdown_timeout_seconds * 1000)
+            await asyncio.to_thread(self.worker.stop, timeout_ms)
+            self.worker = None
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        if self.worker is not None:
-            timeout_ms = int(self.settings.shutdown_timeout_seconds * 1000)
-            await asyncio.to_thread(self.worker.stop, timeout_ms)
-            self.worker = None
         with contextlib.suppress(Exception):
             # Jobs still running after the grace period become someone else's at once.
             await Job.filter(status=JobStatus.RUNNING.value, runner_id=self.state.runner_id).update(

@@ -3,8 +3,9 @@
 * nothing set: SQLite files in a temp dir + the in-process broker (the embedded default);
 * ``INNOSYSTEM_DATABASE_URL=postgres://USER@HOST:PORT/DB`` and
   ``INNOSYSTEM_BROKER_URL=redis://HOST:PORT/N``: every test server gets a fresh PostgreSQL
-  database created on that server (and dropped afterwards), and the Redis database N is flushed
-  before each server starts. Point it at a scratch Redis database.
+  database created on that server (and dropped afterwards), and the processes on one test
+  database share a broker namespace of their own in Redis database N (its keys are deleted
+  afterwards), so test runs never consume each other's messages.
 
 Flows are tested over real HTTP against ``innosystem serve`` started as a subprocess
 (:class:`ServerProcess`), so what is tested is what ships, crash tests included.
@@ -17,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import BACKEND, Databases, ServerProcess, flush_redis
+from helpers import BACKEND, Databases, ServerProcess
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -36,7 +37,6 @@ def server(
     databases: Databases, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """One served app shared by the API tests (fresh database, migrated and seeded)."""
-    flush_redis()
     srv = ServerProcess(databases.new_url(), tmp_path_factory.mktemp("server")).start()
     yield srv
     srv.stop()

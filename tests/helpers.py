@@ -4,6 +4,7 @@ selection from the environment, and small builders over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import socket
@@ -52,17 +53,24 @@ class Databases:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.created: list[str] = []
+        self.urls: list[str] = []
 
     def new_url(self) -> str:
         if not IS_POSTGRES:
-            return f"sqlite://{self.tmp / f'db-{uuid.uuid4().hex[:8]}.sqlite3'}"
+            url = f"sqlite://{self.tmp / f'db-{uuid.uuid4().hex[:8]}.sqlite3'}"
+            self.urls.append(url)
+            return url
         name = f"innosystem_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         _pg_exec(f'CREATE DATABASE "{name}"')
         self.created.append(name)
         parts = urlsplit(BASE_DB_URL.replace("postgresql://", "postgres://", 1))
-        return urlunsplit(parts._replace(path=f"/{name}"))
+        url = urlunsplit(parts._replace(path=f"/{name}"))
+        self.urls.append(url)
+        return url
 
     def drop_all(self) -> None:
+        for url in self.urls:
+            drop_redis_namespace(namespace_for(url))
         for name in self.created:
             try:
                 _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -77,11 +85,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def flush_redis() -> None:
+def namespace_for(database_url: str) -> str:
+    """Broker namespace of every process on one test database: servers of different tests
+    share the Redis database but never each other's queues."""
+    return "t-" + hashlib.sha1(database_url.encode()).hexdigest()[:12]
+
+
+def drop_redis_namespace(namespace: str) -> None:
     if IS_REDIS:
         import redis
 
-        redis.Redis.from_url(BROKER_URL).flushdb()
+        client = redis.Redis.from_url(BROKER_URL)
+        keys = list(client.scan_iter(f"{namespace}*", count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 class ServerProcess:
@@ -112,6 +129,7 @@ class ServerProcess:
             {
                 "INNOSYSTEM_DATABASE_URL": self.database_url,
                 "INNOSYSTEM_BROKER_URL": BROKER_URL,
+                "INNOSYSTEM_BROKER_NAMESPACE": namespace_for(self.database_url),
                 "INNOSYSTEM_DATA_DIR": str(self.data_dir),
                 "INNOSYSTEM_HOST": "127.0.0.1",
                 "INNOSYSTEM_PORT": str(self.port),

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from loguru import logger
 from quart import Quart, Response, jsonify
+from tortoise.exceptions import DBConnectionError
 from werkzeug.exceptions import HTTPException
 
 from innosystem.errors import ServiceError
@@ -72,5 +74,44 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:
+        if is_dependency_down(exc):
+            logger.warning("database unavailable: {}", exc)
+            return error_response(
+                503,
+                "unavailable",
+                "the database is unavailable; retry later",
+                [{"field": "database", "message": "unavailable"}],
+            )
         logger.opt(exception=exc).error("unhandled error")
         return error_response(500, "internal_error", "internal server error")
+
+
+def is_dependency_down(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is a lost or refused database connection: that is
+    a 503 the client may retry, not a bug."""
+    down = (
+        DBConnectionError,
+        ConnectionError,
+        OSError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.exceptions.AdminShutdownError,
+        asyncpg.exceptions.InvalidCatalogNameError,
+    )
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, down):
+            return True
+        for nested in (
+            current.__cause__,
+            current.__context__,
+            *[a for a in current.args if isinstance(a, BaseException)],
+        ):
+            if nested is not None:
+                stack.append(nested)
+    return False

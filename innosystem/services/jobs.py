@@ -35,7 +35,7 @@ from innosystem.errors import (
 from innosystem.models import Customer, Job, JobEvent, JobStatus, JobType, Project
 from innosystem.plugins import ProcessorRegistry, get_registry
 from innosystem.processors import JobContext, Processor
-from innosystem.services import billing
+from innosystem.services import billing, runners
 from innosystem.services.runners import RunnerState, utcnow
 
 MAX_ERROR_CHARS = 4000
@@ -274,8 +274,8 @@ async def execute_job(job_id: str, state: RunnerState) -> None:
             return  # an early duplicate; the delayed message or the sweeper brings it back
         job_type: JobType = job.job_type
         logic_id = job_type.processing_logic_id
-        if not state.supports(logic_id):
-            # Not ours: put it back for a runner that serves this logic id.
+        if not state.supports(logic_id) and await runners.live_runner_serves(logic_id, state):
+            # Not ours, but a live runner takes it: hand it back to the queue for that runner.
             await _dispatch(job.id, delay_ms=1000)
             return
         attempt = job.attempts + 1
@@ -320,8 +320,8 @@ async def execute_job(job_id: str, state: RunnerState) -> None:
 async def _run_and_record(job: Job, job_type: JobType, ctx: JobContext, state: RunnerState) -> None:
     attempt = ctx.attempt
     processor = state.registry.get(job_type.processing_logic_id)
-    if processor is None:
-        installed = ", ".join(state.registry.logic_ids()) or "none"
+    if processor is None or not state.supports(job_type.processing_logic_id):
+        installed = ", ".join(state.served_logic_ids) or "none"
         await _fail(
             job,
             job_type,
@@ -329,8 +329,8 @@ async def _run_and_record(job: Job, job_type: JobType, ctx: JobContext, state: R
             attempt,
             _error(
                 "no_processor",
-                f"no installed processor serves {job_type.processing_logic_id!r} on runner "
-                f"{state.runner_id} (installed: {installed})",
+                f"no live runner has an installed processor for "
+                f"{job_type.processing_logic_id!r} (runner {state.runner_id} serves: {installed})",
                 attempt,
             ),
             retry=False,

@@ -35,9 +35,14 @@ class RunnerState:
     def runner_id(self) -> str:
         return self.settings.runner_id
 
-    def supports(self, logic_id: str) -> bool:
+    @property
+    def served_logic_ids(self) -> list[str]:
+        """SUPPORTED_JOB_TYPES if set, else every logic id an installed plugin serves."""
         wanted = self.settings.supported_job_types
-        return not wanted or logic_id in wanted
+        return list(wanted) if wanted else self.registry.logic_ids()
+
+    def supports(self, logic_id: str) -> bool:
+        return logic_id in self.served_logic_ids and self.registry.get(logic_id) is not None
 
     def lease_until(self) -> datetime:
         return utcnow() + timedelta(seconds=self.settings.lease_seconds)
@@ -61,7 +66,7 @@ class RunnerState:
 
 async def register(state: RunnerState) -> None:
     now = utcnow()
-    supported = list(state.settings.supported_job_types) or state.registry.logic_ids()
+    supported = [i for i in state.served_logic_ids if state.registry.get(i) is not None]
     await Runner.update_or_create(
         id=state.runner_id,
         defaults={
@@ -90,3 +95,14 @@ async def heartbeat(state: RunnerState) -> None:
 
 async def mark_stopped(state: RunnerState) -> None:
     await Runner.filter(id=state.runner_id).update(stopped_at=utcnow(), in_flight=0)
+
+
+async def live_runner_serves(logic_id: str, state: RunnerState) -> bool:
+    """Whether another runner with a fresh heartbeat takes this logic id."""
+    fresh = utcnow() - timedelta(seconds=state.settings.lease_seconds)
+    runners = (
+        await Runner.filter(stopped_at__isnull=True, heartbeat_at__gte=fresh)
+        .exclude(id=state.runner_id)
+        .values_list("supported_job_types", flat=True)
+    )
+    return any(logic_id in (served or []) for served in runners)

@@ -1,7 +1,7 @@
 """Seed data (``seed/seed.toml``): the seed system's job types and a funded demo tenant.
 
-Idempotent by fixed ids: running it twice leaves the same rows, and a demo wallet is funded only
-when it is created, so restarts never mint money.
+Idempotent by fixed ids: running it twice leaves the same rows, and the demo wallet is funded
+only if its ledger has no seed top-up yet, so restarts never mint money.
 """
 
 from __future__ import annotations
@@ -14,9 +14,17 @@ from typing import Any
 from loguru import logger
 
 from innosystem.errors import ConfigError
-from innosystem.models import Customer, JobType, Project, Reseller
+from innosystem.models import (
+    Customer,
+    JobType,
+    LedgerKind,
+    Project,
+    Reseller,
+    WalletTransaction,
+)
 from innosystem.services import billing, tenants
 
+SEED_REFERENCE = "seed"
 _REPO_SEED = Path(__file__).resolve().parents[2] / "seed" / "seed.toml"
 
 
@@ -45,13 +53,16 @@ async def apply_seed(path: Path) -> dict[str, int]:
             created["job_types"] += 1
 
     demo: dict[str, Any] = data.get("demo", {})
+    for part, needs in (("customer", "reseller"), ("project", "customer")):
+        if part in demo and needs not in demo:
+            raise ConfigError(f"{path}: [demo.{part}] needs a [demo.{needs}]")
+    c = demo.get("customer", {})
     if "reseller" in demo:
         r = demo["reseller"]
         if not await Reseller.exists(id=r["id"]):
             await Reseller.create(id=uuid.UUID(r["id"]), name=r["name"])
             created["resellers"] += 1
-    if "customer" in demo:
-        c = demo["customer"]
+    if c:
         if not await Customer.exists(id=c["id"]):
             await tenants.create_customer(
                 uuid.UUID(demo["reseller"]["id"]),
@@ -61,9 +72,14 @@ async def apply_seed(path: Path) -> dict[str, int]:
                 c.get("credit_limit_cents", 0),
                 customer_id=uuid.UUID(c["id"]),
             )
-            if c.get("top_up_cents"):
-                await billing.top_up(uuid.UUID(c["id"]), c["top_up_cents"], "seed")
             created["customers"] += 1
+        # Keyed on the ledger, not on "customer just created": a seed that died between the two
+        # steps still funds the wallet exactly once on its next run.
+        funded = await WalletTransaction.exists(
+            wallet__customer_id=c["id"], kind=LedgerKind.TOP_UP.value, reference=SEED_REFERENCE
+        )
+        if c.get("top_up_cents") and not funded:
+            await billing.top_up(uuid.UUID(c["id"]), c["top_up_cents"], SEED_REFERENCE)
     if "project" in demo:
         p = demo["project"]
         if not await Project.exists(id=p["id"]):

@@ -4,7 +4,8 @@ Every process runs it every ``poll_interval_ms`` (and once before serving). It i
 many processes at once because each change it makes is a conditional UPDATE.
 1. Running jobs whose lease lapsed (their runner died) go back to pending, or to failed once
    they have been delivered ``max_attempts`` times (a poison pill that kills its runner).
-2. Due pending jobs with no message known to be in flight are sent to the broker again.
+2. Due pending jobs with no message known to be in flight (none sent, or one sent longer ago
+   than ``requeue_after_seconds``) are sent to the broker again.
 """
 
 from __future__ import annotations
@@ -73,11 +74,11 @@ async def sweep(state: RunnerState, *, startup: bool = False) -> SweepReport:
     if startup and state.settings.broker_kind == "memory":
         # The in-process queue died with the previous process: every pending job needs a send.
         await Job.filter(status=JobStatus.PENDING.value).update(enqueued_at=None)
-    not_in_flight = Q(enqueued_at__isnull=True)
-    if state.settings.broker_kind == "redis":
-        # A Redis message can be lost (flush, failover); one not picked up in time is resent.
-        stale = now - timedelta(seconds=state.settings.requeue_after_seconds)
-        not_in_flight |= Q(enqueued_at__lt=stale)
+    # A message may be lost (Redis flush or failover) or dropped (the database failed while it
+    # was handled): one that has not led to a claim in time is sent again. Duplicates are
+    # harmless, only one conditional claim can win.
+    stale = now - timedelta(seconds=state.settings.requeue_after_seconds)
+    not_in_flight = Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale)
     due = Q(run_at__isnull=True) | Q(run_at__lte=now)
     ids = await (
         Job.filter(status=JobStatus.PENDING.value)

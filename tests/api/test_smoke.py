@@ -15,9 +15,14 @@ def test_health_names_database_and_broker(api):
 def test_echo_job_succeeds_and_is_paid_for(api):
     tenant = create_tenant(api, balance_cents=1_000)
     job_type = create_job_type(api, "test-echo", cost=25)
-    response = api.post("/jobs", json={"customer_id": tenant.customer_id,
-                                       "job_type_id": job_type["id"],
-                                       "input_data": {"hello": "world"}})
+    response = api.post(
+        "/jobs",
+        json={
+            "customer_id": tenant.customer_id,
+            "job_type_id": job_type["id"],
+            "input_data": {"hello": "world"},
+        },
+    )
     assert response.status_code == 201, response.text
     job = response.json()
     assert job["status"] in ("pending", "running", "succeeded")

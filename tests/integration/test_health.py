@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import uuid
 
 import httpx
 import pytest
@@ -86,3 +87,13 @@ def test_database_down_gives_503_naming_the_database(make_server, databases):
     body = wait_for(unhealthy, timeout=20).json()
     assert body["database"].startswith("error")
     assert "database" in body["error"]["message"]
+
+    # Every other route answers 503 with the envelope too, never a 500.
+    for method, path, payload in (
+        ("GET", "/job-types", None),
+        ("GET", f"/jobs/{uuid.uuid4()}", None),
+        ("POST", "/resellers", {"name": "r"}),
+    ):
+        response = httpx.request(method, srv.url + path, json=payload, timeout=10)
+        assert response.status_code == 503, (path, response.text)
+        assert response.json()["error"]["code"] == "unavailable"

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import BACKEND, Databases, ServerProcess, create_job_type, create_tenant, flush_redis
+from helpers import BACKEND, Databases, ServerProcess, create_job_type, create_tenant
 
 
 def pct(values: list[float], q: float) -> float:
@@ -61,7 +61,6 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="innosystem-perf-"))
     dbs = Databases(tmp)
-    flush_redis()
     server = ServerProcess(
         dbs.new_url(),
         tmp / "srv",
