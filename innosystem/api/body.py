@@ -3,12 +3,12 @@ MAX_CONTENT_LENGTH) and shape (422 naming each field), in that order."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from quart import request
 
+from innosystem import jsonsafe
 from innosystem.api.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
@@ -29,6 +29,9 @@ def validation_details(exc: ValidationError) -> list[dict[str, str]]:
 
 
 async def read_json(model: type[M]) -> M:
+    # Read the body first, even when refusing it: answering before it is consumed makes the
+    # server drop a keep-alive connection the client will reuse.
+    raw = await request.get_data(as_text=False)
     mimetype = request.mimetype or ""
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise ApiError(
@@ -36,11 +39,14 @@ async def read_json(model: type[M]) -> M:
             "unsupported_media_type",
             "send the body as JSON with Content-Type: application/json",
         )
-    raw = await request.get_data(as_text=False)
     try:
-        data = json.loads(raw)
+        data = jsonsafe.loads(raw)
+        bad = jsonsafe.problems(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+    if bad:
+        fields = ", ".join(d["field"] for d in bad)
+        raise ApiError(422, "validation_error", f"invalid fields: {fields}", bad)
     if not isinstance(data, dict):
         raise ApiError(
             422,

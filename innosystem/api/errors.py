@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 from loguru import logger
-from quart import Quart, Response, jsonify
+from quart import Quart, Response, jsonify, request
 from tortoise.exceptions import DBConnectionError
 from werkzeug.exceptions import HTTPException
 
@@ -68,6 +68,10 @@ def register_error_handlers(app: Quart) -> None:
             _HTTP_CODES.get(status, "http_error"),
             messages.get(status, exc.description or exc.name),
         )
+        if not await _body_consumed(status):
+            # Hypercorn closes a keep-alive connection whose request body was never read; say
+            # so, or the client's next request on it fails with no response.
+            response.headers["Connection"] = "close"
         if status == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return response
@@ -84,6 +88,20 @@ def register_error_handlers(app: Quart) -> None:
             )
         logger.opt(exception=exc).error("unhandled error")
         return error_response(500, "internal_error", "internal server error")
+
+
+async def _body_consumed(status: int) -> bool:
+    """Read what is left of the request body (routing errors answer before any handler read
+    it); False when it cannot be read, e.g. because it is over the size limit."""
+    if not (request.content_length or request.headers.get("Transfer-Encoding")):
+        return True
+    if status == 413:
+        return False
+    try:
+        await request.get_data()
+    except Exception:
+        return False
+    return True
 
 
 def is_dependency_down(exc: BaseException) -> bool:

@@ -24,6 +24,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from innosystem import jsonsafe
 from innosystem.broker import get_dispatcher
 from innosystem.errors import (
     Conflict,
@@ -362,13 +363,19 @@ async def _run_and_record(job: Job, job_type: JobType, ctx: JobContext, state: R
 
 
 def _result_problem(result: Any) -> str | None:
-    """A result must be a JSON object; anything else is a processor bug, not worth a retry."""
+    """A result must be a JSON object the database can store; anything else is a processor
+    bug, not worth a retry."""
     if not isinstance(result, dict):
         return f"processor returned {type(result).__name__}, not a dict"
     try:
         json.dumps(result)
+        bad = jsonsafe.problems(result, "result")
     except (TypeError, ValueError) as exc:
-        return f"processor result is not JSON-serialisable: {exc}"
+        return f"processor result is not storable JSON: {exc}"
+    if bad:
+        return "processor result is not storable JSON: " + "; ".join(
+            f"{b['field']} {b['message']}" for b in bad
+        )
     return None
 
 
