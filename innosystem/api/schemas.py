@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+)
 
 from innosystem.models import (
     Customer,
@@ -21,6 +30,16 @@ from innosystem.models import (
 )
 
 
+def _rfc3339_text(value: Any) -> Any:
+    # Pydantic would also take a number as Unix time; the contract says RFC 3339 strings.
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 date-time string, e.g. 2030-01-01T12:00:00Z")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -31,7 +50,7 @@ class JobCreate(_Body):
     input_data: dict[str, Any]
     project_id: uuid.UUID | None = None
     priority: Priority | None = None
-    run_at: AwareDatetime | None = None
+    run_at: Rfc3339 | None = None
 
 
 class JobTypeCreate(_Body):

@@ -48,6 +48,8 @@ async def create_job_type(
     for name, (lo, hi) in POLICY_BOUNDS.items():
         if name in data and not lo <= data[name] <= hi:
             raise ValidationFailed.field(name, f"must be between {lo} and {hi}")
+    if data.get("backoff_base_ms", 0) > data.get("backoff_max_ms", 300_000):
+        raise ValidationFailed.field("backoff_max_ms", "must not be less than backoff_base_ms")
     if data.get("project_id") is not None and not await Project.exists(id=data["project_id"]):
         raise NotFound(
             f"project {data['project_id']} not found",

@@ -15,7 +15,7 @@ import json
 import random
 import traceback
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loguru import logger
@@ -69,7 +69,7 @@ async def submit(
             "input_data": input_data,
             "project_id": project_id,
             "priority": priority,
-            "run_at": run_at,
+            "run_at": run_at.astimezone(UTC).isoformat() if run_at else None,
         }
     )
     if idempotency_key is not None:
@@ -649,7 +649,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, job_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("naive time")
+        return moment, uuid.UUID(job_id)
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed.field("cursor", "is not a cursor this API returned") from None
 

@@ -717,3 +717,56 @@ def test_top_up_without_amount_is_422(api, tenant):
 def test_bad_list_parameter_is_422(api, params, field):
     error = assert_error(api.get("/jobs", params=params), 422, "validation_error")
     assert detail_fields(error) == [field]
+
+
+# --- contract tightening (lead) -----------------------------------------------------------------
+def test_run_at_as_unix_number_is_422(api):
+    tenant = create_tenant(api, balance_cents=1_000)
+    job_type = create_job_type(api, "test-echo", cost=1)
+    response = api.post(
+        "/jobs",
+        json={
+            "customer_id": tenant.customer_id,
+            "job_type_id": job_type["id"],
+            "input_data": {},
+            "run_at": 1893456000,
+        },
+    )
+    assert response.status_code == 422, response.text
+    assert [d["field"] for d in response.json()["error"]["details"]] == ["run_at"]
+
+
+def test_idempotency_fingerprint_ignores_the_utc_offset_spelling(api):
+    tenant = create_tenant(api, balance_cents=1_000)
+    job_type = create_job_type(api, "test-echo", cost=1)
+    body = {"customer_id": tenant.customer_id, "job_type_id": job_type["id"], "input_data": {}}
+    headers = {"Idempotency-Key": "offset-spelling"}
+    first = api.post("/jobs", json={**body, "run_at": "2099-01-01T12:00:00Z"}, headers=headers)
+    again = api.post("/jobs", json={**body, "run_at": "2099-01-01T13:00:00+01:00"}, headers=headers)
+    assert first.status_code == 201 and again.status_code == 201, again.text
+    assert first.json()["id"] == again.json()["id"]
+
+
+def test_backoff_base_above_max_is_422(api):
+    response = api.post(
+        "/job-types",
+        json={
+            "name": "bad backoff",
+            "processing_logic_id": "test-echo",
+            "processor_type": "async",
+            "standard_cost_cents": 1,
+            "backoff_base_ms": 5000,
+            "backoff_max_ms": 1000,
+        },
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == "backoff_max_ms"
+
+
+def test_cursor_with_naive_time_is_422(api):
+    import base64
+
+    cursor = base64.urlsafe_b64encode(f"2030-01-01T00:00:00|{uuid.uuid4()}".encode()).decode()
+    response = api.get("/jobs", params={"cursor": cursor.rstrip("=")})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "cursor"
