@@ -119,11 +119,11 @@ async def _migrate(settings: Settings, target: str | None) -> None:
 async def _seed(settings: Settings) -> None:
     from innosystem.services.seed import apply_seed, find_seed_file
 
-    if settings.auto_migrate:
-        await db.migrate(settings)
     seed_file = find_seed_file(settings.seed_file)
     if seed_file is None:
         raise ConfigError("INNOSYSTEM_SEED_FILE: no seed file found (looked for ./seed/seed.toml)")
+    if settings.auto_migrate:
+        await db.migrate(settings)
     await db.connect(settings)
     try:
         await apply_seed(seed_file)

@@ -362,8 +362,8 @@ def _resolve_defaults(settings: Settings) -> Settings:
         # The heartbeat (every poll interval) renews leases; fewer than three renewals per lease
         # would let a healthy runner's jobs be taken away after one slow tick.
         raise ConfigError(
-            f"worker.lease_seconds: {settings.lease_seconds}s must be at least three poll "
-            f"intervals ({3 * settings.poll_interval_ms} ms)"
+            f"worker.lease_seconds (INNOSYSTEM_LEASE_SECONDS): {settings.lease_seconds}s must be "
+            f"at least three poll intervals ({3 * settings.poll_interval_ms} ms)"
         )
     changes: dict[str, Any] = {}
     if not settings.database_url:

@@ -1,5 +1,6 @@
-"""Request bodies: content type (415), JSON syntax (400), size (413, enforced by Quart's
-MAX_CONTENT_LENGTH) and shape (422 naming each field), in that order."""
+"""Request bodies, checked in this order: size (413, Quart's MAX_CONTENT_LENGTH while reading),
+content type (415), strict JSON syntax (400), storable values and shape (422 naming each
+field)."""
 
 from __future__ import annotations
 

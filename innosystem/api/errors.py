@@ -6,12 +6,13 @@ Every error leaves the API through here, including Quart's own HTTP errors (404 
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import asyncpg
 from loguru import logger
 from quart import Quart, Response, jsonify, request
-from tortoise.exceptions import DBConnectionError
+from tortoise.exceptions import DBConnectionError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from innosystem.errors import ServiceError
@@ -110,7 +111,7 @@ def is_dependency_down(exc: BaseException) -> bool:
     down = (
         DBConnectionError,
         ConnectionError,
-        OSError,
+        socket.gaierror,
         asyncpg.PostgresConnectionError,
         asyncpg.InterfaceError,
         asyncpg.exceptions.AdminShutdownError,
@@ -125,6 +126,8 @@ def is_dependency_down(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, down):
             return True
+        if isinstance(current, OperationalError) and "database is locked" in str(current):
+            return True  # SQLite busy past busy_timeout: retryable, not a bug
         for nested in (
             current.__cause__,
             current.__context__,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -29,10 +30,13 @@ from innosystem.models import (
     Wallet,
 )
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
 
 def _rfc3339_text(value: Any) -> Any:
-    # Pydantic would also take a number as Unix time; the contract says RFC 3339 strings.
-    if not isinstance(value, str | datetime):
+    # Pydantic would also take a number (or a numeric string) as Unix time; the contract says
+    # RFC 3339 date-time strings.
+    if not isinstance(value, str) or not _RFC3339.match(value):
         raise ValueError("must be an RFC 3339 date-time string, e.g. 2030-01-01T12:00:00Z")
     return value
 

@@ -153,21 +153,29 @@ async def get_wallet(customer_id: uuid.UUID, conn: BaseDBAsyncClient | None = No
 
 
 async def reconcile(wallet_id: uuid.UUID) -> dict[str, Any]:
-    """Recompute balance and held from the ledger and compare with the wallet row."""
+    """Recompute balance and held from the ledger and compare with the wallet row. One statement,
+    so the wallet and its ledger are read from one snapshot even while money moves."""
     conn = db.connection()
     rows = await db.fetch(
         conn,
-        "SELECT COALESCE(SUM(amount_cents), 0) AS balance, "
-        "COALESCE(SUM(held_delta_cents), 0) AS held FROM wallet_transactions WHERE wallet_id = ?",
+        "SELECT w.balance_cents AS balance_cents, w.held_cents AS held_cents, "
+        "(SELECT COALESCE(SUM(t.amount_cents), 0) FROM wallet_transactions t "
+        " WHERE t.wallet_id = w.id) AS ledger_balance, "
+        "(SELECT COALESCE(SUM(t.held_delta_cents), 0) FROM wallet_transactions t "
+        " WHERE t.wallet_id = w.id) AS ledger_held "
+        "FROM wallets w WHERE w.id = ?",
         [str(wallet_id)],
     )
-    wallet = await Wallet.get(id=wallet_id)
-    ledger_balance, ledger_held = int(rows[0]["balance"]), int(rows[0]["held"])
+    if not rows:
+        raise NotFound(f"wallet {wallet_id} not found")
+    row = rows[0]
+    balance, held = int(row["balance_cents"]), int(row["held_cents"])
+    ledger_balance, ledger_held = int(row["ledger_balance"]), int(row["ledger_held"])
     return {
         "wallet_id": str(wallet_id),
-        "balance_cents": wallet.balance_cents,
-        "held_cents": wallet.held_cents,
+        "balance_cents": balance,
+        "held_cents": held,
         "ledger_balance_cents": ledger_balance,
         "ledger_held_cents": ledger_held,
-        "matches": ledger_balance == wallet.balance_cents and ledger_held == wallet.held_cents,
+        "matches": ledger_balance == balance and ledger_held == held,
     }

@@ -102,6 +102,11 @@ async def submit(
     processor = registry.get(job_type.processing_logic_id)
     if processor is not None:
         input_data = processor.validate_input(input_data)
+        # The processor's model may have produced values (NaN from "nan") the database
+        # would store differently, or not at all: same rule as the raw body.
+        bad = jsonsafe.problems(input_data, "input_data")
+        if bad:
+            raise ValidationFailed("input_data is not storable JSON", bad)
 
     now = utcnow()
     due = run_at if run_at is not None and run_at > now else None
@@ -275,33 +280,44 @@ async def execute_job(job_id: str, state: RunnerState) -> None:
             return  # an early duplicate; the delayed message or the sweeper brings it back
         job_type: JobType = job.job_type
         logic_id = job_type.processing_logic_id
-        if not state.supports(logic_id) and await runners.live_runner_serves(logic_id, state):
-            # Not ours, but a live runner takes it: hand it back to the queue for that runner.
+        if (
+            not state.supports(logic_id)
+            and state.settings.broker_kind == "redis"  # memory:// queues are private
+            and await runners.live_runner_serves(logic_id, state)
+        ):
+            # Not ours, but a live runner takes it: hand it back to the shared queue.
+            await Job.filter(id=job.id, status=JobStatus.PENDING.value).update(
+                enqueued_at=now + timedelta(seconds=1)
+            )
             await _dispatch(job.id, delay_ms=1000)
             return
         attempt = job.attempts + 1
-        claimed = await Job.filter(
-            id=job.id, status=JobStatus.PENDING.value, attempts=job.attempts
-        ).update(
-            updated_at=utcnow(),
-            status=JobStatus.RUNNING.value,
-            runner_id=state.runner_id,
-            attempts=attempt,
-            lease_until=state.lease_until(),
-            started_at=now,
-            enqueued_at=None,
-        )
+        async with in_transaction() as conn:
+            claimed = (
+                await Job.filter(id=job.id, status=JobStatus.PENDING.value, attempts=job.attempts)
+                .using_db(conn)
+                .update(
+                    updated_at=utcnow(),
+                    status=JobStatus.RUNNING.value,
+                    runner_id=state.runner_id,
+                    attempts=attempt,
+                    lease_until=state.lease_until(),
+                    started_at=now,
+                    enqueued_at=None,
+                )
+            )
+            if claimed:
+                await _event(
+                    conn,
+                    job.id,
+                    JobStatus.PENDING,
+                    JobStatus.RUNNING,
+                    attempt,
+                    state.runner_id,
+                    f"attempt {attempt} started",
+                )
         if not claimed:
             return
-        await _event(
-            None,
-            job.id,
-            JobStatus.PENDING,
-            JobStatus.RUNNING,
-            attempt,
-            state.runner_id,
-            f"attempt {attempt} started",
-        )
         logger.info("attempt {} of {} ({}) started", attempt, job_type.name, logic_id)
 
         ctx = JobContext(
@@ -370,8 +386,8 @@ def _result_problem(result: Any) -> str | None:
     try:
         json.dumps(result)
         bad = jsonsafe.problems(result, "result")
-    except (TypeError, ValueError) as exc:
-        return f"processor result is not storable JSON: {exc}"
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"processor result is not storable JSON: {type(exc).__name__}: {exc}"[:500]
     if bad:
         return "processor result is not storable JSON: " + "; ".join(
             f"{b['field']} {b['message']}" for b in bad
