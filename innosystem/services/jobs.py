@@ -40,6 +40,8 @@ from innosystem.services import billing, runners
 from innosystem.services.runners import RunnerState, utcnow
 
 MAX_ERROR_CHARS = 4000
+#: Longest delay handed to the broker; later work is sent by the sweeper when due.
+MAX_BROKER_DELAY = timedelta(minutes=5)
 
 
 # --- submit -------------------------------------------------------------------------------------
@@ -110,6 +112,9 @@ async def submit(
 
     now = utcnow()
     due = run_at if run_at is not None and run_at > now else None
+    # Near-term schedules ride the broker's delay; far ones wait in the database until the
+    # sweeper finds them due (a delayed message is held in worker memory until its time).
+    via_broker = due is None or due - now <= MAX_BROKER_DELAY
     try:
         async with in_transaction() as conn:
             job = await Job.create(
@@ -124,7 +129,7 @@ async def submit(
                 run_at=due,
                 # Set optimistically: the send follows the commit; if it fails we clear it and
                 # the sweeper sends instead.
-                enqueued_at=due or now,
+                enqueued_at=(due or now) if via_broker else None,
                 idempotency_key=idempotency_key,
                 request_hash=body_hash if idempotency_key else None,
             )
@@ -148,8 +153,9 @@ async def submit(
             raise
         return existing, False
 
-    delay_ms = int((due - now).total_seconds() * 1000) if due else None
-    await _dispatch(job.id, delay_ms)
+    if via_broker:
+        delay_ms = int((due - now).total_seconds() * 1000) if due else None
+        await _dispatch(job.id, delay_ms)
     return job, True
 
 
@@ -495,6 +501,7 @@ async def _fail(
     if retry and attempt < job_type.max_attempts:
         delay = backoff_ms(job_type, attempt)
         run_at = utcnow() + timedelta(milliseconds=delay)
+        via_broker = timedelta(milliseconds=delay) <= MAX_BROKER_DELAY
         async with in_transaction() as conn:
             changed = (
                 await _owned(job, state, attempt)
@@ -506,7 +513,7 @@ async def _fail(
                     lease_until=None,
                     runner_id=None,
                     run_at=run_at,
-                    enqueued_at=run_at,
+                    enqueued_at=run_at if via_broker else None,
                 )
             )
             if changed:
@@ -524,7 +531,8 @@ async def _fail(
             logger.warning(
                 "attempt {} failed: {}; retry in {} ms", attempt, error["message"], delay
             )
-            await _dispatch(job.id, delay)
+            if via_broker:
+                await _dispatch(job.id, delay)
         return
     async with in_transaction() as conn:
         changed = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -100,6 +101,30 @@ def ledger_rows(database_url: str, customer_id: str) -> list[dict[str, Any]]:
         return [{k: (str(v) if v is not None else None) for k, v in r.items()} for r in rows]
 
     return asyncio.run(fetch())
+
+
+def _job_sql(database_url: str, query: str, job_id: str) -> Any:
+    """Run one statement about one job (``{}`` is its id placeholder); returns the first value."""
+    if database_url.startswith("sqlite://"):
+        with sqlite3.connect(database_url[len("sqlite://") :]) as conn:
+            row = conn.execute(query.format("?"), [job_id]).fetchone()
+        return row[0] if row else None
+
+    import asyncpg
+
+    async def run() -> Any:
+        conn = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1))
+        try:
+            return await conn.fetchval(query.format("$1"), uuid.UUID(job_id))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def _set_run_at_now(database_url: str, job_id: str) -> None:
+    """Make a scheduled job due, as the clock reaching run_at would (NULL run_at means due)."""
+    _job_sql(database_url, "UPDATE jobs SET run_at = NULL WHERE id = {} RETURNING id", job_id)
 
 
 def kinds_by_job(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -416,3 +441,32 @@ def test_reconciliation_matches_while_money_moves(client):
     assert not bad_readings, f"{len(bad_readings)} of {len(readings)}: {bad_readings[:3]}"
     wallet = wallet_of(client, tenant.customer_id)
     assert (wallet["balance_cents"], wallet["held_cents"]) == (10_000 - 60 * 3, 0)
+
+
+def test_far_future_job_waits_in_the_database_and_runs_when_due(make_server):
+    """A run_at beyond the broker-delay horizon is not sent at submit; the sweeper sends it once
+    it is due (here: pulled forward by editing run_at in the database, as time passing would)."""
+    srv = make_server().start()
+    with httpx.Client(base_url=srv.url, timeout=30) as api:
+        tenant = create_tenant(api, balance_cents=1_000)
+        job_type = create_job_type(api, "test-echo", cost=3)
+        far = (datetime.now(UTC) + timedelta(hours=6)).isoformat()
+        job = api.post(
+            "/jobs",
+            json={
+                "customer_id": tenant.customer_id,
+                "job_type_id": job_type["id"],
+                "input_data": {"x": 1},
+                "run_at": far,
+            },
+        ).json()
+        assert job["status"] == "pending"
+        sent = "SELECT enqueued_at FROM jobs WHERE id = {}"
+        assert _job_sql(srv.database_url, sent, job["id"]) is None  # no broker message
+        time.sleep(1)  # several sweeper ticks: nothing may run or be sent early
+        assert _job_sql(srv.database_url, sent, job["id"]) is None
+        assert api.get(f"/jobs/{job['id']}").json()["status"] == "pending"
+        _set_run_at_now(srv.database_url, job["id"])
+        done = wait_for_status(api, job["id"], timeout=20)
+        assert done["status"] == "succeeded"
+        assert done["result"] == {"echo": {"x": 1}}
