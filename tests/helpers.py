@@ -1,5 +1,6 @@
 """Helpers shared by the test modules: a real ``innosystem serve`` subprocess, backend
-selection from the environment, and small builders over HTTP."""
+selection from the environment, the ``innosystem`` CLI as a subprocess, raw SQL reads of a test
+database, and small builders and readers over HTTP."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import hashlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -27,6 +32,19 @@ IS_POSTGRES = BASE_DB_URL.startswith(("postgres://", "postgresql://"))
 IS_REDIS = BROKER_URL.startswith("redis://")
 BACKEND = f"{'postgres' if IS_POSTGRES else 'sqlite'}+{'redis' if IS_REDIS else 'memory'}"
 
+FINAL = ("succeeded", "failed", "cancelled")
+# the logic ids of the installed test plugin (tests/plugins/innosystem-test-processors)
+TEST_LOGIC_IDS = (
+    "test-echo",
+    "test-noop",
+    "test-sleep",
+    "test-fail-n-times",
+    "test-crash",
+    "test-cpu-burn",
+)
+
+T = TypeVar("T")
+
 
 # --- databases ----------------------------------------------------------------------------------
 def _pg_admin_dsn() -> str:
@@ -34,17 +52,22 @@ def _pg_admin_dsn() -> str:
     return urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
 
 
-def _pg_exec(statement: str) -> None:
+def _pg_run(dsn: str, work: Callable[[Any], Awaitable[T]]) -> T:
+    """``work(connection)`` on a fresh asyncpg connection to ``dsn``, closed afterwards."""
     import asyncpg
 
-    async def run() -> None:
-        conn = await asyncpg.connect(_pg_admin_dsn())
+    async def run() -> T:
+        conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute(statement)
+            return await work(conn)
         finally:
             await conn.close()
 
-    asyncio.run(run())
+    return asyncio.run(run())
+
+
+def _pg_exec(statement: str) -> None:
+    _pg_run(_pg_admin_dsn(), lambda conn: conn.execute(statement))
 
 
 class Databases:
@@ -78,6 +101,46 @@ class Databases:
                 print(f"could not drop {name}: {exc}", file=sys.stderr)
 
 
+# --- raw SQL reads of a test database (for what no HTTP route shows) ----------------------------
+def db_query(database_url: str, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Run one statement straight on a test database (``sqlite://`` or ``postgres://``) and
+    return its rows as dicts, column name to value as the driver gives it.
+
+    ``sql`` marks each parameter with ``{}`` (so literal braces are written ``{{ }}``); they become
+    ``?`` for sqlite3 and ``$1..$n`` for asyncpg. Pass ``uuid.UUID`` for uuid columns: PostgreSQL
+    gets it as is, SQLite (which stores UUIDs as text) gets ``str(value)``.
+    """
+    if database_url.startswith("sqlite://"):
+        values = [str(p) if isinstance(p, uuid.UUID) else p for p in params]
+        conn = sqlite3.connect(database_url[len("sqlite://") :])
+        conn.row_factory = sqlite3.Row
+        try:
+            with conn:  # commits a write
+                rows = conn.execute(sql.format(*["?"] * len(values)), values).fetchall()
+        finally:
+            conn.close()
+        return [dict(row) for row in rows]
+
+    statement = sql.format(*(f"${n}" for n in range(1, len(params) + 1)))
+    dsn = database_url.replace("postgres://", "postgresql://", 1)
+    records = _pg_run(dsn, lambda conn: conn.fetch(statement, *params))
+    return [dict(record) for record in records]
+
+
+def ledger_kinds_by_job(database_url: str, customer_id: str) -> dict[str, list[str]]:
+    """Ledger row kinds per job, read straight from the database (there is no HTTP route)."""
+    rows = db_query(
+        database_url,
+        "SELECT t.kind, t.job_id FROM wallet_transactions t "
+        "JOIN wallets w ON w.id = t.wallet_id WHERE w.customer_id = {} AND t.job_id IS NOT NULL",
+        [uuid.UUID(customer_id)],
+    )
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        out.setdefault(str(row["job_id"]), []).append(row["kind"])
+    return {job_id: sorted(kinds) for job_id, kinds in out.items()}
+
+
 # --- served app ---------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
@@ -99,6 +162,29 @@ def drop_redis_namespace(namespace: str) -> None:
         keys = list(client.scan_iter(f"{namespace}*", count=1000))
         if keys:
             client.delete(*keys)
+
+
+def clean_env(*, drop: Collection[str] = (), **extra: str) -> dict[str, str]:
+    """This process's environment without any ``INNOSYSTEM_*`` variable (nor the names in
+    ``drop``), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INNOSYSTEM_") and k not in drop}
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``python -m innosystem ARGS`` run to the end in ``cwd``, output captured as text; the
+    environment is ``env`` or else :func:`clean_env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "innosystem", *args],
+        env=clean_env() if env is None else env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 class ServerProcess:
@@ -124,7 +210,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INNOSYSTEM_")}
+        env = clean_env()
         env.update(
             {
                 "INNOSYSTEM_DATABASE_URL": self.database_url,
@@ -194,6 +280,20 @@ class ServerProcess:
             return None
 
 
+@contextmanager
+def running(*servers: ServerProcess) -> Iterator[None]:
+    """Stop (SIGTERM, then SIGKILL) every server when the test ends, whatever happened."""
+    try:
+        yield
+    finally:
+        for srv in servers:
+            srv.stop(timeout=15)
+
+
+def server_logs(servers: Sequence[ServerProcess]) -> str:
+    return "".join(f"\n--- {s.command} {s.runner_id} log ---\n{s.logs()}" for s in servers)
+
+
 # --- helpers for building tenants over HTTP -----------------------------------------------------
 class Tenant:
     def __init__(self, reseller_id: str, customer_id: str, project_id: str) -> None:
@@ -247,22 +347,112 @@ def create_job_type(
     return response.json()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
-    """Poll until ``predicate()`` is truthy; returns its value or fails the test."""
+# --- jobs, wallets and ledgers over HTTP --------------------------------------------------------
+def later(hours: int = 1) -> str:
+    """An RFC 3339 ``run_at`` some hours ahead."""
+    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat()
+
+
+def job_body(customer_id: str, job_type_id: str, input_data: dict[str, Any], **extra: Any) -> dict:
+    return {
+        "customer_id": customer_id,
+        "job_type_id": job_type_id,
+        "input_data": input_data,
+        **extra,
+    }
+
+
+def submit(
+    client: httpx.Client, customer_id: str, job_type_id: str, input_data: dict, **extra: Any
+) -> dict:
+    response = client.post("/jobs", json=job_body(customer_id, job_type_id, input_data, **extra))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def submit_many(
+    client: httpx.Client,
+    customer_id: str,
+    specs: list[tuple[str, dict]],
+    max_workers: int = 8,
+    **extra: Any,
+) -> list[dict[str, Any]]:
+    """Submit ``(job_type_id, input_data)`` specs from ``max_workers`` threads, in spec order."""
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        return list(pool.map(lambda s: submit(client, customer_id, s[0], s[1], **extra), specs))
+
+
+def all_jobs(
+    client: httpx.Client, customer_id: str, limit: int = 200, status: str | None = None
+) -> list[dict[str, Any]]:
+    """Every job of a customer (of one status, if given), following ``next_cursor``."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"customer_id": customer_id, "limit": limit}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
+        page = client.get("/jobs", params=params)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        items.extend(body["items"])
+        cursor = body["next_cursor"]
+        if not cursor:
+            return items
+
+
+def events_of(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
+    response = client.get(f"/jobs/{job_id}/events")
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+def wallet_of(client: httpx.Client, customer_id: str) -> dict[str, Any]:
+    response = client.get(f"/customers/{customer_id}/wallet")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_reconciled(client: httpx.Client, customer_id: str) -> None:
+    recon = client.get(f"/customers/{customer_id}/wallet/reconciliation").json()
+    assert recon["matches"] is True, recon
+
+
+# --- waiting ------------------------------------------------------------------------------------
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 30,
+    interval: float = 0.1,
+    *,
+    what: str | None = None,
+    servers: Sequence[ServerProcess] = (),
+) -> Any:
+    """Poll until ``predicate()`` is truthy; returns its value or fails the test. ``what`` names
+    the condition in the failure, which also carries the log of each of ``servers``."""
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except Exception as exc:
+            if servers:
+                exc.add_note(server_logs(servers))
+            raise
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
+            message = (
+                f"{what}: not within {timeout}s" if what else f"condition not met within {timeout}s"
+            )
+            pytest.fail(message + server_logs(servers))
         time.sleep(interval)
 
 
 def wait_for_status(
     client: httpx.Client,
     job_id: str,
-    statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
+    statuses: tuple[str, ...] = FINAL,
     timeout: float = 30,
 ) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
@@ -270,3 +460,20 @@ def wait_for_status(
         return job if job["status"] in statuses else None
 
     return wait_for(done, timeout)
+
+
+def wait_all_final(
+    client: httpx.Client,
+    customer_id: str,
+    servers: Sequence[ServerProcess] = (),
+    timeout: float = 60,
+) -> list[dict[str, Any]]:
+    """Every job of a customer once all are final (the servers' logs if that never happens)."""
+
+    def done() -> list[dict[str, Any]] | None:
+        jobs = all_jobs(client, customer_id)
+        return jobs if all(j["status"] in FINAL for j in jobs) else None
+
+    return wait_for(
+        done, timeout=timeout, interval=0.2, what="every job reaches a final state", servers=servers
+    )

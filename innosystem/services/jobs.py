@@ -371,7 +371,7 @@ async def _run_and_record(job: Job, job_type: JobType, ctx: JobContext, state: R
             _error("timeout", f"attempt exceeded {job_type.timeout_seconds}s", attempt, exc),
             True,
         )
-    except PermanentError as exc:
+    except (PermanentError, ValidationFailed) as exc:  # bad input never gets better by retrying
         error, retry = _error("permanent", str(exc), attempt, exc), False
     except Exception as exc:  # unexpected errors are retryable by default
         error, retry = _error("exception", f"{type(exc).__name__}: {exc}", attempt, exc), True

@@ -6,20 +6,17 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from helpers import ServerProcess, Tenant, create_job_type, create_tenant
-
-TEST_LOGIC_IDS = (
-    "test-echo",
-    "test-noop",
-    "test-sleep",
-    "test-fail-n-times",
-    "test-crash",
-    "test-cpu-burn",
+from helpers import (
+    TEST_LOGIC_IDS,
+    ServerProcess,
+    Tenant,
+    create_job_type,
+    create_tenant,
+    later,
 )
 
 
@@ -126,10 +123,6 @@ def job_body(tenant: Tenant, echo_type: dict[str, Any]) -> dict[str, Any]:
         "job_type_id": echo_type["id"],
         "input_data": {"hello": "world"},
     }
-
-
-def later(hours: int = 1) -> str:
-    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat()
 
 
 # --- POST /jobs: body syntax, media type, size ----------------------------------------------------

@@ -9,7 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import create_job_type, create_tenant, wait_for_status
+from helpers import (
+    TEST_LOGIC_IDS,
+    create_job_type,
+    create_tenant,
+    later,
+    submit,
+    wait_for_status,
+)
 
 SEEDED = {
     "Text Analysis": ("text-analysis-v1", "async", 100, True),
@@ -18,14 +25,6 @@ SEEDED = {
     "Report Generation": ("report-gen-v1", "sync", 75, True),
     "Email Processing": ("email-proc-v1", "batch", 25, False),
 }
-TEST_LOGIC_IDS = (
-    "test-echo",
-    "test-noop",
-    "test-sleep",
-    "test-fail-n-times",
-    "test-crash",
-    "test-cpu-burn",
-)
 
 
 def is_uuid(value: Any) -> bool:
@@ -39,10 +38,6 @@ def is_utc_timestamp(value: Any) -> bool:
     if not isinstance(value, str) or not value.endswith("Z"):
         return False
     return datetime.fromisoformat(value.replace("Z", "+00:00")).utcoffset() == timedelta(0)
-
-
-def later(hours: int = 1) -> str:
-    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat()
 
 
 # --- tenants --------------------------------------------------------------------------------------
@@ -183,15 +178,6 @@ def test_processors_lists_the_test_processors(api: httpx.Client):
 
 
 # --- jobs -----------------------------------------------------------------------------------------
-def submit(api: httpx.Client, customer_id: str, job_type_id: str, **extra: Any) -> dict:
-    response = api.post(
-        "/jobs",
-        json={"customer_id": customer_id, "job_type_id": job_type_id, "input_data": {}, **extra},
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 def test_submitted_job_has_the_documented_shape(api: httpx.Client):
     tenant = create_tenant(api, balance_cents=1_000)
     job_type = create_job_type(api, "test-noop", cost=7)
@@ -200,6 +186,7 @@ def test_submitted_job_has_the_documented_shape(api: httpx.Client):
         api,
         tenant.customer_id,
         job_type["id"],
+        {},
         project_id=tenant.project_id,
         priority="high",
         run_at=run_at.isoformat(),
@@ -227,7 +214,7 @@ def test_submitted_job_has_the_documented_shape(api: httpx.Client):
 def test_credit_limit_is_part_of_open_to_buy(api: httpx.Client):
     tenant = create_tenant(api, balance_cents=50, credit_limit_cents=50)
     job_type = create_job_type(api, "test-noop", cost=100)
-    job = submit(api, tenant.customer_id, job_type["id"], run_at=later())
+    job = submit(api, tenant.customer_id, job_type["id"], {}, run_at=later())
     assert job["cost_cents"] == 100
     wallet = api.get(f"/customers/{tenant.customer_id}/wallet").json()
     assert (wallet["held_cents"], wallet["open_to_buy_cents"]) == (100, 0)
@@ -239,10 +226,10 @@ def test_list_jobs_filters_by_status_customer_and_job_type(api: httpx.Client):
     echo = create_job_type(api, "test-echo", cost=1)
     noop = create_job_type(api, "test-noop", cost=1)
 
-    done = submit(api, tenant.customer_id, echo["id"])
+    done = submit(api, tenant.customer_id, echo["id"], {})
     assert wait_for_status(api, done["id"])["status"] == "succeeded"
-    waiting = submit(api, tenant.customer_id, noop["id"], run_at=later())
-    elsewhere = submit(api, other.customer_id, noop["id"], run_at=later())
+    waiting = submit(api, tenant.customer_id, noop["id"], {}, run_at=later())
+    elsewhere = submit(api, other.customer_id, noop["id"], {}, run_at=later())
 
     def ids(**params: str) -> list[str]:
         response = api.get("/jobs", params={"limit": 200, **params})
@@ -268,7 +255,7 @@ def test_list_jobs_cursor_pagination_newest_first(api: httpx.Client):
     tenant = create_tenant(api, balance_cents=1_000)
     job_type = create_job_type(api, "test-noop", cost=1)
     created = [
-        submit(api, tenant.customer_id, job_type["id"], run_at=later())["id"] for _ in range(5)
+        submit(api, tenant.customer_id, job_type["id"], {}, run_at=later())["id"] for _ in range(5)
     ]
 
     seen: list[str] = []
@@ -295,7 +282,7 @@ def test_list_jobs_exact_page_has_no_dangling_cursor(api: httpx.Client):
     tenant = create_tenant(api, balance_cents=1_000)
     job_type = create_job_type(api, "test-noop", cost=1)
     for _ in range(2):
-        submit(api, tenant.customer_id, job_type["id"], run_at=later())
+        submit(api, tenant.customer_id, job_type["id"], {}, run_at=later())
     page = api.get("/jobs", params={"customer_id": tenant.customer_id, "limit": 2}).json()
     assert len(page["items"]) == 2
     assert page["next_cursor"] is None

@@ -8,127 +8,36 @@ process never leaks into another test.
 
 from __future__ import annotations
 
-import asyncio
 import random
-import sqlite3
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
 import httpx
 import pytest
-from helpers import ServerProcess, create_job_type, create_tenant
+from helpers import (
+    FINAL,
+    all_jobs,
+    assert_reconciled,
+    create_job_type,
+    create_tenant,
+    events_of,
+    ledger_kinds_by_job,
+    running,
+    submit,
+    submit_many,
+    wait_all_final,
+    wait_for,
+    wallet_of,
+)
 
 pytestmark = pytest.mark.crash
 
-FINAL = ("succeeded", "failed", "cancelled")
-
 
 # --- small helpers ------------------------------------------------------------------------------
-@contextmanager
-def running(*servers: ServerProcess) -> Iterator[None]:
-    """Stop (SIGTERM, then SIGKILL) every server when the test ends, whatever happened."""
-    try:
-        yield
-    finally:
-        for srv in servers:
-            srv.stop(timeout=15)
-
-
-def submit(
-    client: httpx.Client, customer_id: str, job_type_id: str, input_data: dict, **extra: Any
-) -> dict:
-    body = {"customer_id": customer_id, "job_type_id": job_type_id, "input_data": input_data}
-    response = client.post("/jobs", json={**body, **extra})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def all_jobs(
-    client: httpx.Client, customer_id: str, limit: int = 200, status: str | None = None
-) -> list[dict[str, Any]]:
-    """Every job of a customer, following ``next_cursor``."""
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"customer_id": customer_id, "limit": limit}
-        if status:
-            params["status"] = status
-        if cursor:
-            params["cursor"] = cursor
-        page = client.get("/jobs", params=params)
-        assert page.status_code == 200, page.text
-        body = page.json()
-        items.extend(body["items"])
-        cursor = body["next_cursor"]
-        if not cursor:
-            return items
-
-
 def count_status(client: httpx.Client, customer_id: str, status: str) -> int:
     return len(all_jobs(client, customer_id, status=status))
-
-
-def events_of(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
-    response = client.get(f"/jobs/{job_id}/events")
-    assert response.status_code == 200, response.text
-    return response.json()["items"]
-
-
-def wallet_of(client: httpx.Client, customer_id: str) -> dict[str, Any]:
-    response = client.get(f"/customers/{customer_id}/wallet")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def assert_reconciled(client: httpx.Client, customer_id: str) -> None:
-    recon = client.get(f"/customers/{customer_id}/wallet/reconciliation").json()
-    assert recon["matches"] is True, recon
-
-
-def ledger_kinds_by_job(database_url: str, customer_id: str) -> dict[str, list[str]]:
-    """Ledger row kinds per job, read straight from the database (there is no HTTP route)."""
-    query = (
-        "SELECT t.kind, t.job_id FROM wallet_transactions t "
-        "JOIN wallets w ON w.id = t.wallet_id WHERE w.customer_id = {} AND t.job_id IS NOT NULL"
-    )
-    if database_url.startswith("sqlite://"):
-        with sqlite3.connect(database_url[len("sqlite://") :]) as conn:
-            rows = [tuple(r) for r in conn.execute(query.format("?"), [customer_id])]
-    else:
-        import asyncpg
-
-        async def fetch() -> list[tuple[Any, ...]]:
-            conn = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1))
-            try:
-                return [
-                    tuple(r) for r in await conn.fetch(query.format("$1"), uuid.UUID(customer_id))
-                ]
-            finally:
-                await conn.close()
-
-        rows = asyncio.run(fetch())
-    out: dict[str, list[str]] = {}
-    for kind, job_id in rows:
-        out.setdefault(str(job_id), []).append(kind)
-    return {job_id: sorted(kinds) for job_id, kinds in out.items()}
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, srv: ServerProcess) -> Any:
-    """``wait_for`` with the server log attached to the failure."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout}s\n--- server log ---\n{srv.logs()}")
-        time.sleep(0.2)
 
 
 def at(event: dict[str, Any]) -> datetime:
@@ -175,20 +84,18 @@ def test_sigkill_mid_batch_loses_nothing_and_charges_once(make_server, same_runn
         )
         rng = random.Random(1234)
         inputs = [{"seconds": round(rng.uniform(0.3, 0.5), 2)} for _ in range(N_JOBS)]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            submitted = list(
-                pool.map(
-                    lambda data: submit(client, tenant.customer_id, job_type["id"], data), inputs
-                )
-            )
+        submitted = submit_many(
+            client, tenant.customer_id, [(job_type["id"], data) for data in inputs]
+        )
         ids = {j["id"] for j in submitted}
         assert len(ids) == N_JOBS
 
-        wait_until(
+        wait_for(
             lambda: count_status(client, tenant.customer_id, "succeeded") >= 15,
             30,
-            "first jobs succeed",
-            first,
+            interval=0.2,
+            what="first jobs succeed",
+            servers=[first],
         )
         before = {j["id"]: j["status"] for j in all_jobs(client, tenant.customer_id)}
         first.kill()
@@ -209,10 +116,7 @@ def test_sigkill_mid_batch_loses_nothing_and_charges_once(make_server, same_runn
             second.start()
             client.base_url = httpx.URL(second.url)
 
-            def all_final() -> bool:
-                return all(j["status"] in FINAL for j in all_jobs(client, tenant.customer_id))
-
-            wait_until(all_final, 90, "every job reaches a final state", second)
+            wait_all_final(client, tenant.customer_id, [second], timeout=90)
 
             jobs = all_jobs(client, tenant.customer_id, limit=200)
             assert len(jobs) == N_JOBS
@@ -284,16 +188,23 @@ def test_poison_pill_fails_after_max_attempts_and_server_survives(make_server):
         for _death in range(2):
             assert srv.proc is not None
             pids.append(srv.proc.pid)
-            wait_until(lambda: srv.proc.poll() is not None, 30, "the crash job kills it", srv)
+            wait_for(
+                lambda: srv.proc.poll() is not None,
+                30,
+                interval=0.2,
+                what="the crash job kills it",
+                servers=[srv],
+            )
             assert srv.proc.returncode == -9, srv.proc.returncode
             srv.start(wait=False)
         srv.wait_healthy()
 
-        done = wait_until(
+        done = wait_for(
             lambda: (j := client.get(f"/jobs/{job['id']}").json())["status"] in FINAL and j,
             30,
-            "the poison pill is quarantined",
-            srv,
+            interval=0.2,
+            what="the poison pill is quarantined",
+            servers=[srv],
         )
         assert done["status"] == "failed", done
         assert done["attempts"] == 2
@@ -321,11 +232,12 @@ def test_poison_pill_fails_after_max_attempts_and_server_survives(make_server):
         assert client.get("/health").status_code == 200
         echo_type = create_job_type(client, "test-echo", cost=1)
         after = submit(client, tenant.customer_id, echo_type["id"], {"still": "alive"})
-        done_after = wait_until(
+        done_after = wait_for(
             lambda: (j := client.get(f"/jobs/{after['id']}").json())["status"] in FINAL and j,
             30,
-            "a job after the poison pill",
-            srv,
+            interval=0.2,
+            what="a job after the poison pill",
+            servers=[srv],
         )
         assert done_after["status"] == "succeeded"
         assert srv.proc.poll() is None
@@ -343,11 +255,12 @@ def test_sigterm_finishes_running_jobs_and_restart_completes_the_rest(make_serve
             submit(client, tenant.customer_id, job_type["id"], {"seconds": 1.0})["id"]
             for _ in range(12)
         ]
-        wait_until(
+        wait_for(
             lambda: count_status(client, tenant.customer_id, "running") >= 1,
             20,
-            "jobs start",
-            srv,
+            interval=0.2,
+            what="jobs start",
+            servers=[srv],
         )
         started = time.monotonic()
         code = srv.stop(timeout=20)
@@ -357,12 +270,7 @@ def test_sigterm_finishes_running_jobs_and_restart_completes_the_rest(make_serve
         assert elapsed < 3 + 2, elapsed
 
         srv.start()
-        wait_until(
-            lambda: all(j["status"] in FINAL for j in all_jobs(client, tenant.customer_id)),
-            60,
-            "every job ends after the restart",
-            srv,
-        )
+        wait_all_final(client, tenant.customer_id, [srv], timeout=60)
         jobs = all_jobs(client, tenant.customer_id)
         assert sorted(j["id"] for j in jobs) == sorted(ids)
         assert {j["status"] for j in jobs} == {"succeeded"}

@@ -7,8 +7,6 @@ so the wallets it checks are its own.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 import threading
 import time
 import uuid
@@ -18,121 +16,39 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import ServerProcess, create_job_type, create_tenant, wait_for, wait_for_status
-
-SEEDED_TEXT_ANALYSIS = "00000000-0000-4000-8000-000000000101"
-FINAL = ("succeeded", "failed", "cancelled")
+from helpers import (
+    FINAL,
+    ServerProcess,
+    all_jobs,
+    assert_reconciled,
+    create_job_type,
+    create_tenant,
+    db_query,
+    events_of,
+    job_body,
+    ledger_kinds_by_job,
+    submit,
+    submit_many,
+    wait_for,
+    wait_for_status,
+    wallet_of,
+)
 
 
 # --- small helpers ------------------------------------------------------------------------------
-def job_body(customer_id: str, job_type_id: str, input_data: dict[str, Any], **extra: Any) -> dict:
-    return {
-        "customer_id": customer_id,
-        "job_type_id": job_type_id,
-        "input_data": input_data,
-        **extra,
-    }
-
-
-def submit(client: httpx.Client, customer_id: str, job_type_id: str, input_data: dict, **extra):
-    response = client.post("/jobs", json=job_body(customer_id, job_type_id, input_data, **extra))
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def events_of(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
-    response = client.get(f"/jobs/{job_id}/events")
-    assert response.status_code == 200, response.text
-    return response.json()["items"]
-
-
 def transitions(events: list[dict[str, Any]]) -> list[tuple[str | None, str]]:
     return [(e["from_status"], e["to_status"]) for e in events]
 
 
-def wallet_of(client: httpx.Client, customer_id: str) -> dict[str, Any]:
-    response = client.get(f"/customers/{customer_id}/wallet")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def assert_reconciled(client: httpx.Client, customer_id: str) -> None:
-    recon = client.get(f"/customers/{customer_id}/wallet/reconciliation").json()
-    assert recon["matches"] is True, recon
-
-
-def all_jobs(client: httpx.Client, customer_id: str, limit: int = 200) -> list[dict[str, Any]]:
-    """Every job of a customer, following ``next_cursor``."""
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"customer_id": customer_id, "limit": limit}
-        if cursor:
-            params["cursor"] = cursor
-        page = client.get("/jobs", params=params)
-        assert page.status_code == 200, page.text
-        body = page.json()
-        items.extend(body["items"])
-        cursor = body["next_cursor"]
-        if not cursor:
-            return items
-
-
-def ledger_rows(database_url: str, customer_id: str) -> list[dict[str, Any]]:
-    """The customer's ledger rows, read straight from the database (there is no HTTP route)."""
-    query = (
-        "SELECT t.kind, t.job_id, t.amount_cents, t.held_delta_cents FROM wallet_transactions t "
-        "JOIN wallets w ON w.id = t.wallet_id WHERE w.customer_id = {}"
-    )
-    if database_url.startswith("sqlite://"):
-        with sqlite3.connect(database_url[len("sqlite://") :]) as conn:
-            conn.row_factory = sqlite3.Row
-            rows = conn.execute(query.format("?"), [customer_id]).fetchall()
-        return [{k: (str(r[k]) if r[k] is not None else None) for k in r.keys()} for r in rows]
-
-    import asyncpg
-
-    async def fetch() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1))
-        try:
-            rows = await conn.fetch(query.format("$1"), uuid.UUID(customer_id))
-        finally:
-            await conn.close()
-        return [{k: (str(v) if v is not None else None) for k, v in r.items()} for r in rows]
-
-    return asyncio.run(fetch())
-
-
 def _job_sql(database_url: str, query: str, job_id: str) -> Any:
     """Run one statement about one job (``{}`` is its id placeholder); returns the first value."""
-    if database_url.startswith("sqlite://"):
-        with sqlite3.connect(database_url[len("sqlite://") :]) as conn:
-            row = conn.execute(query.format("?"), [job_id]).fetchone()
-        return row[0] if row else None
-
-    import asyncpg
-
-    async def run() -> Any:
-        conn = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1))
-        try:
-            return await conn.fetchval(query.format("$1"), uuid.UUID(job_id))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
+    rows = db_query(database_url, query, [uuid.UUID(job_id)])
+    return next(iter(rows[0].values())) if rows else None
 
 
 def _set_run_at_now(database_url: str, job_id: str) -> None:
     """Make a scheduled job due, as the clock reaching run_at would (NULL run_at means due)."""
     _job_sql(database_url, "UPDATE jobs SET run_at = NULL WHERE id = {} RETURNING id", job_id)
-
-
-def kinds_by_job(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for row in rows:
-        if row["job_id"] is not None:
-            out.setdefault(row["job_id"], []).append(row["kind"])
-    return {job_id: sorted(kinds) for job_id, kinds in out.items()}
 
 
 @pytest.fixture
@@ -283,22 +199,23 @@ def test_job_type_for_unknown_processor_is_refused(client):
         assert installed in error["message"]
 
 
-def test_job_without_installed_processor_fails_and_releases_its_hold(client):
-    seeded = client.get(f"/job-types/{SEEDED_TEXT_ANALYSIS}")
-    assert seeded.status_code == 200, seeded.text
-    cost = seeded.json()["standard_cost_cents"]
-    tenant = create_tenant(client, balance_cents=1_000)
-    job = submit(client, tenant.customer_id, SEEDED_TEXT_ANALYSIS, {"text": "hello"})
-    assert job["cost_cents"] == cost
+def test_job_without_installed_processor_fails_and_releases_its_hold(make_server):
+    # A server that allows job types for unserved logic ids (the default refuses them with 422).
+    srv = make_server(env={"INNOSYSTEM_ALLOW_UNKNOWN_PROCESSORS": "true"}).start()
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        job_type = create_job_type(client, "no-such-processor-v1", cost=30)
+        tenant = create_tenant(client, balance_cents=1_000)
+        job = submit(client, tenant.customer_id, job_type["id"], {"text": "hello"})
+        assert job["cost_cents"] == 30
 
-    done = wait_for_status(client, job["id"])
-    assert done["status"] == "failed", done
-    assert done["error"]["type"] == "no_processor"
-    assert "text-analysis-v1" in done["error"]["message"]
-    assert done["attempts"] == 1
-    wallet = wallet_of(client, tenant.customer_id)
-    assert (wallet["balance_cents"], wallet["held_cents"]) == (1_000, 0)
-    assert_reconciled(client, tenant.customer_id)
+        done = wait_for_status(client, job["id"])
+        assert done["status"] == "failed", done
+        assert done["error"]["type"] == "no_processor"
+        assert "no-such-processor-v1" in done["error"]["message"]
+        assert done["attempts"] == 1
+        wallet = wallet_of(client, tenant.customer_id)
+        assert (wallet["balance_cents"], wallet["held_cents"]) == (1_000, 0)
+        assert_reconciled(client, tenant.customer_id)
 
 
 # --- 5. cancel ----------------------------------------------------------------------------------
@@ -350,12 +267,7 @@ def test_each_job_runs_and_is_charged_exactly_once(client, server):
     n, cost = 60, 3
     tenant = create_tenant(client, balance_cents=10_000)
     job_type = create_job_type(client, "test-echo", cost=cost)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        jobs = list(
-            pool.map(
-                lambda i: submit(client, tenant.customer_id, job_type["id"], {"i": i}), range(n)
-            )
-        )
+    jobs = submit_many(client, tenant.customer_id, [(job_type["id"], {"i": i}) for i in range(n)])
     ids = [j["id"] for j in jobs]
     assert len(set(ids)) == n
 
@@ -369,7 +281,7 @@ def test_each_job_runs_and_is_charged_exactly_once(client, server):
             ("pending", "running"),
             ("running", "succeeded"),
         ]
-    kinds = kinds_by_job(ledger_rows(server.database_url, tenant.customer_id))
+    kinds = ledger_kinds_by_job(server.database_url, tenant.customer_id)
     assert kinds == {job_id: ["capture", "hold"] for job_id in ids}
     wallet = wallet_of(client, tenant.customer_id)
     assert (wallet["balance_cents"], wallet["held_cents"]) == (10_000 - n * cost, 0)
@@ -428,8 +340,7 @@ def test_reconciliation_matches_while_money_moves(client):
     poller = threading.Thread(target=poll)
     poller.start()
     try:
-        with ThreadPoolExecutor(max_workers=6) as pool:
-            jobs = list(pool.map(lambda s: submit(client, tenant.customer_id, s[0], s[1]), specs))
+        jobs = submit_many(client, tenant.customer_id, specs, max_workers=6)
         for job in jobs:
             wait_for_status(client, job["id"])
     finally:

@@ -9,7 +9,17 @@ import uuid
 
 import httpx
 import pytest
-from helpers import IS_POSTGRES, free_port, wait_for
+from helpers import IS_POSTGRES, ServerProcess, free_port, wait_for
+
+
+def wait_unhealthy(srv: ServerProcess) -> httpx.Response:
+    """The server's /health answer once it is a 503."""
+
+    def unhealthy() -> httpx.Response | None:
+        response = httpx.get(srv.url + "/health", timeout=10)
+        return response if response.status_code == 503 else None
+
+    return wait_for(unhealthy, timeout=20)
 
 
 @pytest.fixture
@@ -57,11 +67,7 @@ def test_broker_down_gives_503_naming_the_broker(make_server, private_redis):
     redis_proc.kill()
     redis_proc.wait()
 
-    def unhealthy():
-        response = httpx.get(srv.url + "/health", timeout=10)
-        return response if response.status_code == 503 else None
-
-    response = wait_for(unhealthy, timeout=20)
+    response = wait_unhealthy(srv)
     body = response.json()
     assert body["status"] == "error"
     assert body["broker"].startswith("error")
@@ -80,11 +86,7 @@ def test_database_down_gives_503_naming_the_database(make_server, databases):
     name = url.rsplit("/", 1)[1].split("?")[0]
     _pg_exec(f'DROP DATABASE "{name}" WITH (FORCE)')
 
-    def unhealthy():
-        response = httpx.get(srv.url + "/health", timeout=10)
-        return response if response.status_code == 503 else None
-
-    body = wait_for(unhealthy, timeout=20).json()
+    body = wait_unhealthy(srv).json()
     assert body["database"].startswith("error")
     assert "database" in body["error"]["message"]
 

@@ -3,16 +3,12 @@ a fresh empty database (so Tortoise's global state in the test process is never 
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import IS_POSTGRES, Databases
+from helpers import IS_POSTGRES, Databases, clean_env, db_query, run_cli
 
 from innosystem.config import load_settings
 
@@ -44,38 +40,14 @@ COUNTS = {
 
 
 def cli(database_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INNOSYSTEM_")}
-    env.pop("DATABASE_URL", None)
-    env["INNOSYSTEM_DATABASE_URL"] = database_url
-    result = subprocess.run(
-        [sys.executable, "-m", "innosystem", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = clean_env(drop=("DATABASE_URL",), INNOSYSTEM_DATABASE_URL=database_url)
+    result = run_cli(*args, cwd=cwd, env=env, timeout=120)
     assert result.returncode == 0, f"innosystem {' '.join(args)}:\n{result.stderr[-4000:]}"
     return result
 
 
 def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
-    settings = load_settings(env={"INNOSYSTEM_DATABASE_URL": database_url})
-    url = settings.database_url
-    if settings.is_sqlite:
-        with sqlite3.connect(url[len("sqlite://") :]) as conn:
-            return [tuple(row) for row in conn.execute(sql).fetchall()]
-
-    import asyncpg
-
-    async def run() -> list[tuple[Any, ...]]:
-        conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
-        try:
-            return [tuple(row) for row in await conn.fetch(sql)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
+    return [tuple(row.values()) for row in db_query(database_url, sql)]
 
 
 def tables(database_url: str) -> set[str]:

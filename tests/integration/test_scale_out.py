@@ -5,15 +5,7 @@ never run a job twice. ``innosystem worker`` refuses the per-process memory brok
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sqlite3
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,13 +16,21 @@ from helpers import (
     BROKER_URL,
     IS_REDIS,
     ServerProcess,
+    all_jobs,
+    assert_reconciled,
+    clean_env,
     create_job_type,
     create_tenant,
+    events_of,
+    ledger_kinds_by_job,
     namespace_for,
+    run_cli,
+    running,
+    submit_many,
+    wait_all_final,
     wait_for,
+    wallet_of,
 )
-
-FINAL = ("succeeded", "failed", "cancelled")
 
 needs_redis = pytest.mark.skipif(
     not IS_REDIS,
@@ -40,15 +40,6 @@ needs_redis = pytest.mark.skipif(
 
 
 # --- small helpers ------------------------------------------------------------------------------
-@contextmanager
-def running(*servers: ServerProcess) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for srv in servers:
-            srv.stop(timeout=15)
-
-
 def start_worker(srv: ServerProcess) -> ServerProcess:
     """Start an ``innosystem worker`` and wait until its log says it consumes (no HTTP)."""
     srv.start(wait=False)
@@ -63,115 +54,18 @@ def start_worker(srv: ServerProcess) -> ServerProcess:
     return srv
 
 
-def submit(
-    client: httpx.Client, customer_id: str, job_type_id: str, input_data: dict, **extra: Any
-) -> dict:
-    body = {"customer_id": customer_id, "job_type_id": job_type_id, "input_data": input_data}
-    response = client.post("/jobs", json={**body, **extra})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def submit_many(
-    client: httpx.Client, customer_id: str, specs: list[tuple[str, dict]], **extra: Any
-) -> list[dict[str, Any]]:
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda s: submit(client, customer_id, s[0], s[1], **extra), specs))
-
-
-def all_jobs(client: httpx.Client, customer_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"customer_id": customer_id, "limit": 200}
-        if cursor:
-            params["cursor"] = cursor
-        body = client.get("/jobs", params=params).json()
-        items.extend(body["items"])
-        cursor = body["next_cursor"]
-        if not cursor:
-            return items
-
-
-def wait_all_final(
-    client: httpx.Client, customer_id: str, servers: list[ServerProcess], timeout: float = 60
-) -> list[dict[str, Any]]:
-    def done() -> list[dict[str, Any]] | None:
-        jobs = all_jobs(client, customer_id)
-        return jobs if all(j["status"] in FINAL for j in jobs) else None
-
-    try:
-        return wait_for(done, timeout=timeout, interval=0.2)
-    except BaseException:
-        for srv in servers:
-            print(f"--- {srv.command} {srv.runner_id} ---\n{srv.logs()}")
-        raise
-
-
-def events_of(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
-    response = client.get(f"/jobs/{job_id}/events")
-    assert response.status_code == 200, response.text
-    return response.json()["items"]
-
-
-def wallet_of(client: httpx.Client, customer_id: str) -> dict[str, Any]:
-    return client.get(f"/customers/{customer_id}/wallet").json()
-
-
-def assert_reconciled(client: httpx.Client, customer_id: str) -> None:
-    recon = client.get(f"/customers/{customer_id}/wallet/reconciliation").json()
-    assert recon["matches"] is True, recon
-
-
-def ledger_kinds_by_job(database_url: str, customer_id: str) -> dict[str, list[str]]:
-    """Ledger row kinds per job, read straight from the database (there is no HTTP route)."""
-    query = (
-        "SELECT t.kind, t.job_id FROM wallet_transactions t "
-        "JOIN wallets w ON w.id = t.wallet_id WHERE w.customer_id = {} AND t.job_id IS NOT NULL"
-    )
-    if database_url.startswith("sqlite://"):
-        with sqlite3.connect(database_url[len("sqlite://") :]) as conn:
-            rows = [tuple(r) for r in conn.execute(query.format("?"), [customer_id])]
-    else:
-        import asyncpg
-
-        async def fetch() -> list[tuple[Any, ...]]:
-            conn = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1))
-            try:
-                found = await conn.fetch(query.format("$1"), uuid.UUID(customer_id))
-            finally:
-                await conn.close()
-            return [tuple(r) for r in found]
-
-        rows = asyncio.run(fetch())
-    out: dict[str, list[str]] = {}
-    for kind, job_id in rows:
-        out.setdefault(str(job_id), []).append(kind)
-    return {job_id: sorted(kinds) for job_id, kinds in out.items()}
-
-
 def runs_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["to_status"] == "running"]
 
 
 # --- the worker command refuses the memory broker ------------------------------------------------
 def test_worker_with_memory_broker_exits_2_with_one_line(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INNOSYSTEM_")}
-    env.update(
-        {
-            "INNOSYSTEM_BROKER_URL": "memory://",
-            "INNOSYSTEM_DATABASE_URL": f"sqlite://{tmp_path / 'w.sqlite3'}",
-            "INNOSYSTEM_DATA_DIR": str(tmp_path),
-        }
+    env = clean_env(
+        INNOSYSTEM_BROKER_URL="memory://",
+        INNOSYSTEM_DATABASE_URL=f"sqlite://{tmp_path / 'w.sqlite3'}",
+        INNOSYSTEM_DATA_DIR=str(tmp_path),
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "innosystem", "worker"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("worker", cwd=tmp_path, env=env, timeout=60)
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -6,11 +6,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import clean_env, run_cli
 
 from innosystem.config import Settings, describe, load_settings, redacted_url
 from innosystem.errors import ConfigError
@@ -349,25 +348,9 @@ def test_settings_defaults_match_the_documented_ones():
 
 
 # --- the CLI stops with one clear line ----------------------------------------------------------
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("INNOSYSTEM_") and k not in SEED_ALIASES
-    }
-    env.update(extra)
-    return env
-
-
 def test_cli_bad_port_exits_2_with_one_line(tmp_path: Path):
-    result = subprocess.run(
-        [sys.executable, "-m", "innosystem", "serve"],
-        env=_clean_env(INNOSYSTEM_PORT="99999"),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = clean_env(drop=SEED_ALIASES, INNOSYSTEM_PORT="99999")
+    result = run_cli("serve", cwd=tmp_path, env=env, timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -379,14 +362,7 @@ def test_cli_bad_port_exits_2_with_one_line(tmp_path: Path):
 
 def test_cli_bad_file_key_exits_2_with_one_line(tmp_path: Path):
     write_toml(tmp_path, '[log]\nformat = "xml"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "innosystem", "migrate"],
-        env=_clean_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("migrate", cwd=tmp_path, env=clean_env(drop=SEED_ALIASES), timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -7,9 +7,10 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from helpers import REPO
+
 from innosystem.config import FIELDS, load_settings
 
-REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "innosystem.toml"
 
 

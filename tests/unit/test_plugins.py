@@ -4,27 +4,17 @@ loaded through hand-built entry points: nothing is installed, nothing global is 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+from helpers import TEST_LOGIC_IDS, run_cli
 
 from innosystem.errors import PluginError, ValidationFailed
 from innosystem.plugins import ENTRY_POINT_GROUP, load_registry
 
 FAKES = Path(__file__).resolve().parents[1] / "plugins" / "fakes"
-REPO = Path(__file__).resolve().parents[2]
-TEST_LOGIC_IDS = (
-    "test-echo",
-    "test-noop",
-    "test-sleep",
-    "test-fail-n-times",
-    "test-crash",
-    "test-cpu-burn",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -149,20 +139,8 @@ def test_validate_input_reports_fields_under_input_data():
     assert alpha.validate_input({"anything": [1, 2]}) == {"anything": [1, 2]}
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INNOSYSTEM_")}
-    return subprocess.run(
-        [sys.executable, "-m", "innosystem", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_plugins_cli_lists_the_installed_test_plugin(tmp_path: Path):
-    result = _cli("plugins", cwd=tmp_path)
+    result = run_cli("plugins", cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["PLUGIN", "PACKAGE", "VERSION", "STATUS", "LOGIC", "IDS"]
@@ -173,7 +151,7 @@ def test_plugins_cli_lists_the_installed_test_plugin(tmp_path: Path):
 
 
 def test_plugins_cli_json_is_valid(tmp_path: Path):
-    result = _cli("plugins", "--json", cwd=tmp_path)
+    result = run_cli("plugins", "--json", cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     plugin = next(p for p in document["plugins"] if p["package"] == "innosystem-test-processors")
