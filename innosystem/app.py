@@ -17,7 +17,9 @@ from innosystem.worker import WorkerRuntime
 def create_app(settings: Settings, registry: ProcessorRegistry | None = None) -> Quart:
     app = Quart("innosystem")
     app.config["INNOSYSTEM_SETTINGS"] = settings
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # Quart fixes the limit per request before any handler runs: allow the larger of the two
+    # here; read_json enforces max_body_bytes on JSON bodies.
+    app.config["MAX_CONTENT_LENGTH"] = max(settings.max_body_bytes, settings.max_artifact_bytes)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     if registry is not None:
         set_registry(registry)

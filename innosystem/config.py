@@ -48,6 +48,7 @@ class Settings:
     auto_seed: bool = True
     seed_file: str = ""  # "" → ./seed/seed.toml, else the repository's seed/seed.toml
     allow_unknown_processors: bool = False
+    max_artifact_bytes: int = 50 * 1024 * 1024
     config_file: str | None = field(default=None, compare=False)
 
     @property
@@ -294,6 +295,13 @@ FIELDS: tuple[_Field, ...] = (
         ("INNOSYSTEM_ALLOW_UNKNOWN_PROCESSORS",),
         _bool,
         "allow job types whose logic id no installed plugin serves",
+    ),
+    _Field(
+        "max_artifact_bytes",
+        ("artifacts", "max_bytes"),
+        ("INNOSYSTEM_MAX_ARTIFACT_BYTES",),
+        _int(1024, 10 * 1024**3),
+        "largest upload (POST /artifacts) or processor output file",
     ),
 )
 

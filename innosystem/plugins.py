@@ -49,11 +49,21 @@ class PluginInfo:
 @dataclass
 class ProcessorRegistry:
     processors: dict[str, Processor] = field(default_factory=dict)
+    hooks: Any = None  # pluggy hook relay, for hooks other than innosystem_processors
     owners: dict[str, PluginInfo] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
 
     def get(self, logic_id: str) -> Processor | None:
         return self.processors.get(logic_id)
+
+    def artifact_store(self, settings: Any) -> Any:
+        """The plugin-provided artifact store, else local files under the data dir."""
+        from innosystem.artifacts import LocalArtifactStore
+
+        store = None
+        if self.hooks is not None:
+            store = self.hooks.innosystem_artifact_store(settings=settings)
+        return store if store is not None else LocalArtifactStore(settings.data_dir / "artifacts")
 
     def logic_ids(self) -> list[str]:
         return sorted(self.processors)
@@ -117,7 +127,7 @@ def load_registry(
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    registry = ProcessorRegistry()
+    registry = ProcessorRegistry(hooks=pm.hook)
 
     loaded: list[tuple[PluginInfo, Any]] = []
     for name, package, version, loader in _candidates(entry_points):

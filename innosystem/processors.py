@@ -82,6 +82,8 @@ class JobContext:
     job_type_id: uuid.UUID
     customer_id: uuid.UUID
     runner_id: str
+    #: ``innosystem.artifacts.JobArtifacts``: put(name, data, content_type) / read(upload_id).
+    artifacts: Any = None
     _cancel: threading.Event = field(default_factory=threading.Event)
     _progress: Callable[[dict[str, Any]], None] | None = None
 

@@ -41,6 +41,9 @@ TEST_LOGIC_IDS = (
     "test-fail-n-times",
     "test-crash",
     "test-cpu-burn",
+    "test-write-artifact",
+    "test-write-artifact-cpu",
+    "test-read-upload",
 )
 
 T = TypeVar("T")

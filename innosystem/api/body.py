@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from quart import request
+from quart import current_app, request
 
 from innosystem import jsonsafe
 from innosystem.api.errors import ApiError
@@ -32,7 +32,13 @@ def validation_details(exc: ValidationError) -> list[dict[str, str]]:
 async def read_json(model: type[M]) -> M:
     # Read the body first, even when refusing it: answering before it is consumed makes the
     # server drop a keep-alive connection the client will reuse.
+    limit = current_app.config["INNOSYSTEM_SETTINGS"].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        await request.get_data()  # drain it, so the keep-alive connection stays usable
+        raise ApiError(413, "payload_too_large", f"JSON bodies are limited to {limit} bytes")
     raw = await request.get_data(as_text=False)
+    if len(raw) > limit:  # chunked bodies have no Content-Length to check up front
+        raise ApiError(413, "payload_too_large", f"JSON bodies are limited to {limit} bytes")
     mimetype = request.mimetype or ""
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise ApiError(

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from innosystem.models import (
+    Artifact,
     Customer,
     Job,
     JobEvent,
@@ -193,6 +194,20 @@ def project_dict(project: Project) -> dict[str, Any]:
         "status": project.status,
         "created_at": _ts(project.created_at),
         "updated_at": _ts(project.updated_at),
+    }
+
+
+def artifact_dict(artifact: Artifact) -> dict[str, Any]:
+    return {
+        "id": str(artifact.id),
+        "kind": artifact.kind,
+        "customer_id": _id(artifact.customer_id),  # type: ignore[attr-defined]
+        "job_id": _id(artifact.job_id),  # type: ignore[attr-defined]
+        "name": artifact.name,
+        "content_type": artifact.content_type,
+        "size_bytes": artifact.size_bytes,
+        "sha256": artifact.sha256,
+        "created_at": _ts(artifact.created_at),
     }
 
 

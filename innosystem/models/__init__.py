@@ -1,11 +1,13 @@
 """Tortoise models, one module per aggregate. ``MODEL_MODULES`` is what the ORM config loads."""
 
+from innosystem.models.artifacts import Artifact
 from innosystem.models.billing import LedgerKind, Wallet, WalletTransaction
 from innosystem.models.jobs import Job, JobEvent, JobStatus, JobType, Priority, ProcessorType
 from innosystem.models.runners import Runner
 from innosystem.models.tenants import Customer, Project, Reseller
 
 MODEL_MODULES = [
+    "innosystem.models.artifacts",
     "innosystem.models.tenants",
     "innosystem.models.billing",
     "innosystem.models.jobs",
@@ -14,6 +16,7 @@ MODEL_MODULES = [
 
 __all__ = [
     "MODEL_MODULES",
+    "Artifact",
     "Customer",
     "Job",
     "JobEvent",

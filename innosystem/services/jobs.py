@@ -25,6 +25,7 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from innosystem import jsonsafe
+from innosystem.artifacts import JobArtifacts
 from innosystem.broker import get_dispatcher
 from innosystem.errors import (
     Conflict,
@@ -33,7 +34,7 @@ from innosystem.errors import (
     PermanentError,
     ValidationFailed,
 )
-from innosystem.models import Customer, Job, JobEvent, JobStatus, JobType, Project
+from innosystem.models import Artifact, Customer, Job, JobEvent, JobStatus, JobType, Project
 from innosystem.plugins import ProcessorRegistry, get_registry
 from innosystem.processors import JobContext, Processor
 from innosystem.services import billing, runners
@@ -333,6 +334,13 @@ async def execute_job(job_id: str, state: RunnerState) -> None:
             customer_id=job.customer_id,  # type: ignore[attr-defined]
             runner_id=state.runner_id,
         )
+        ctx.artifacts = JobArtifacts(
+            store=state.artifact_store,
+            job_id=job.id,
+            attempt=attempt,
+            customer_id=job.customer_id,  # type: ignore[attr-defined]
+            max_bytes=state.settings.max_artifact_bytes,
+        )
         state.in_flight[job_id] = ctx
         try:
             await _run_and_record(job, job_type, ctx, state)
@@ -364,6 +372,7 @@ async def _run_and_record(job: Job, job_type: JobType, ctx: JobContext, state: R
             _call_processor(processor, ctx, job.input_data, state), timeout=job_type.timeout_seconds
         )
     except JobCancelled:
+        ctx.artifacts.discard()
         await _finish_cancelled(job, state, attempt)
         return
     except TimeoutError as exc:
@@ -378,9 +387,10 @@ async def _run_and_record(job: Job, job_type: JobType, ctx: JobContext, state: R
     else:
         problem = _result_problem(result)
         if problem is None:
-            await _succeed(job, state, attempt, result)
+            await _succeed(job, state, attempt, result, ctx.artifacts.written)
             return
         error, retry = _error("bad_result", problem, attempt), False
+    ctx.artifacts.discard()  # a failed attempt's files are never served
     await _fail(job, job_type, state, attempt, error, retry=retry)
 
 
@@ -406,9 +416,9 @@ async def _call_processor(
 ) -> Any:
     if processor.kind == "cpu":
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
+        result, written = await loop.run_in_executor(
             state.cpu_pool,
-            run_in_child,
+            _child_entry,
             processor.logic_id,
             input_data,
             (
@@ -418,13 +428,35 @@ async def _call_processor(
                 str(ctx.customer_id),
                 ctx.runner_id,
             ),
+            ctx.artifacts.store,
+            ctx.artifacts.max_bytes,
         )
+        ctx.artifacts.written.update(written)
+        return result
     if inspect.iscoroutinefunction(processor.process):
         return await processor.process(ctx, input_data)
     return await asyncio.to_thread(processor.process, ctx, input_data)
 
 
-def run_in_child(logic_id: str, input_data: Any, ctx_fields: tuple) -> Any:
+def _child_entry(
+    logic_id: str, input_data: Any, ctx_fields: tuple, store: Any, max_bytes: int
+) -> tuple[Any, dict[str, Any]]:
+    """What the CPU pool runs: the processor plus the artifacts it wrote, for the parent to
+    register (the child has no database)."""
+    job_id, attempt, _job_type_id, customer_id, _runner_id = ctx_fields
+    artifacts = JobArtifacts(
+        store=store,
+        job_id=uuid.UUID(job_id),
+        attempt=attempt,
+        customer_id=uuid.UUID(customer_id),
+        max_bytes=max_bytes,
+    )
+    return run_in_child(logic_id, input_data, ctx_fields, artifacts), artifacts.written
+
+
+def run_in_child(
+    logic_id: str, input_data: Any, ctx_fields: tuple, artifacts: JobArtifacts | None = None
+) -> Any:
     """Entry point inside the CPU process pool: resolve the processor there by logic id."""
     processor = get_registry().get(logic_id)
     if processor is None:
@@ -436,6 +468,7 @@ def run_in_child(logic_id: str, input_data: Any, ctx_fields: tuple) -> Any:
         job_type_id=uuid.UUID(job_type_id),
         customer_id=uuid.UUID(customer_id),
         runner_id=runner_id,
+        artifacts=artifacts,
     )
     result = processor.process(ctx, input_data)
     if inspect.isawaitable(result):
@@ -451,7 +484,9 @@ def _owned(job: Job, state: RunnerState, attempt: int) -> Any:
     )
 
 
-async def _succeed(job: Job, state: RunnerState, attempt: int, result: dict) -> None:
+async def _succeed(
+    job: Job, state: RunnerState, attempt: int, result: dict, artifacts: dict[str, dict]
+) -> None:
     async with in_transaction() as conn:
         changed = (
             await _owned(job, state, attempt)
@@ -470,6 +505,14 @@ async def _succeed(job: Job, state: RunnerState, attempt: int, result: dict) -> 
                 "attempt {} finished after its lease was lost; result discarded", attempt
             )
             return
+        for meta in artifacts.values():
+            await Artifact.create(
+                using_db=conn,
+                customer_id=job.customer_id,  # type: ignore[attr-defined]
+                job_id=job.id,
+                kind="output",
+                **meta,
+            )
         if job.cost_cents > 0:
             await billing.capture_hold(
                 conn,

@@ -12,6 +12,7 @@ import socket
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from innosystem.config import Settings
 from innosystem.models import Job, JobStatus, Runner
@@ -30,6 +31,13 @@ class RunnerState:
     kind: str = "serve"
     in_flight: dict[str, JobContext] = field(default_factory=dict)
     _cpu_pool: ProcessPoolExecutor | None = None
+    _artifact_store: Any = None
+
+    @property
+    def artifact_store(self) -> Any:
+        if self._artifact_store is None:
+            self._artifact_store = self.registry.artifact_store(self.settings)
+        return self._artifact_store
 
     @property
     def runner_id(self) -> str:

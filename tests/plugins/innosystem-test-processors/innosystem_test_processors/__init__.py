@@ -94,6 +94,73 @@ class CpuBurn(Processor):
         return {"sum_of_squares": total, "pid": os.getpid()}
 
 
+class ArtifactInput(BaseModel):
+    name: str
+    text: str
+    content_type: str = "text/plain"
+    fail_after_write: bool = False
+
+
+def _write(ctx: JobContext, input_data: dict) -> dict:
+    meta = ctx.artifacts.put(
+        input_data["name"], input_data["text"].encode(), input_data["content_type"]
+    )
+    if input_data["fail_after_write"]:
+        raise PermanentError("failed after writing an artifact")
+    return {"artifact": meta, "pid": os.getpid()}
+
+
+class WriteArtifact(Processor):
+    logic_id = "test-write-artifact"
+    name = "Write an artifact"
+    version = "1.0"
+    input_model = ArtifactInput
+
+    async def process(self, ctx: JobContext, input_data: dict) -> dict:
+        return _write(ctx, input_data)
+
+
+class WriteArtifactCpu(Processor):
+    logic_id = "test-write-artifact-cpu"
+    name = "Write an artifact from the process pool"
+    version = "1.0"
+    kind = "cpu"
+    input_model = ArtifactInput
+
+    def process(self, ctx: JobContext, input_data: dict) -> dict:
+        return _write(ctx, input_data)
+
+
+class UploadInput(BaseModel):
+    artifact_id: str
+
+
+class ReadUpload(Processor):
+    logic_id = "test-read-upload"
+    name = "Read an uploaded artifact"
+    version = "1.0"
+    input_model = UploadInput
+
+    async def process(self, ctx: JobContext, input_data: dict) -> dict:
+        import hashlib
+
+        try:
+            data = ctx.artifacts.read(input_data["artifact_id"])
+        except FileNotFoundError as exc:
+            raise PermanentError(str(exc)) from None
+        return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
 @hookimpl
 def innosystem_processors() -> list[Processor]:
-    return [Echo(), Noop(), Sleep(), FailNTimes(), Crash(), CpuBurn()]
+    return [
+        Echo(),
+        Noop(),
+        Sleep(),
+        FailNTimes(),
+        Crash(),
+        CpuBurn(),
+        WriteArtifact(),
+        WriteArtifactCpu(),
+        ReadUpload(),
+    ]
