@@ -15,7 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from innosystem.errors import PermanentError
+
 NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+
+
+class ArtifactRefused(PermanentError, ValueError):
+    """A bad artifact name or an oversized file: a processor bug, so no retry."""
+
+
+class UploadNotFound(PermanentError, FileNotFoundError):
+    """The input names an upload this customer does not have: retrying cannot help."""
 
 
 class ArtifactStore(Protocol):
@@ -56,7 +66,7 @@ class LocalArtifactStore:
 
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME.match(name) or name in (".", ".."):
-        raise ValueError(
+        raise ArtifactRefused(
             f"artifact name {name!r} must be 1-255 characters of letters, digits, '.', '_', '-'"
         )
     return name
@@ -91,7 +101,7 @@ class JobArtifacts:
         if not isinstance(data, bytes | bytearray):
             raise TypeError("artifact data must be bytes")
         if len(data) > self.max_bytes:
-            raise ValueError(f"artifact {name!r} is {len(data)} bytes; limit {self.max_bytes}")
+            raise ArtifactRefused(f"artifact {name!r} is {len(data)} bytes; limit {self.max_bytes}")
         key = output_key(self.job_id, self.attempt, name)
         self.store.put(key, bytes(data))
         size, digest = describe(bytes(data))
@@ -109,11 +119,11 @@ class JobArtifacts:
         try:
             artifact_id = uuid.UUID(str(artifact_id))
         except ValueError:
-            raise FileNotFoundError(f"no upload {artifact_id!r}") from None
+            raise UploadNotFound(f"no upload {artifact_id!r}") from None
         try:
             return self.store.read(upload_key(self.customer_id, artifact_id))
         except (FileNotFoundError, KeyError):
-            raise FileNotFoundError(f"no upload {artifact_id} for this customer") from None
+            raise UploadNotFound(f"no upload {artifact_id} for this customer") from None
 
     def discard(self) -> None:
         """Remove what a failed attempt wrote (best effort)."""

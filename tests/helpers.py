@@ -44,6 +44,7 @@ TEST_LOGIC_IDS = (
     "test-write-artifact",
     "test-write-artifact-cpu",
     "test-read-upload",
+    "test-cpu-fail-first",
 )
 
 T = TypeVar("T")

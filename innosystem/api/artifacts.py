@@ -40,7 +40,7 @@ async def upload():
         _store(),
         customer_id,
         request.args.get("name", ""),
-        request.mimetype or "application/octet-stream",
+        request.content_type or "application/octet-stream",
         data,
     )
     return jsonify(artifact_dict(artifact)), 201

@@ -13,8 +13,8 @@ import hashlib
 import inspect
 import json
 import random
-import traceback
 import uuid
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +32,8 @@ from innosystem.errors import (
     JobCancelled,
     NotFound,
     PermanentError,
+    ProcessorError,
+    RetryableError,
     ValidationFailed,
 )
 from innosystem.models import Artifact, Customer, Job, JobEvent, JobStatus, JobType, Project
@@ -265,11 +267,11 @@ def backoff_ms(job_type: JobType, attempt: int) -> int:
 def _error(
     kind: str, message: str, attempt: int, exc: BaseException | None = None
 ) -> dict[str, Any]:
-    err: dict[str, Any] = {"type": kind, "message": message[:MAX_ERROR_CHARS], "attempt": attempt}
+    """The error stored on the job and shown to its customer: type and message only. The
+    traceback (server paths, library internals) goes to the operator's log, never to clients."""
     if exc is not None:
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        err["traceback"] = tb[-MAX_ERROR_CHARS:]
-    return err
+        logger.opt(exception=exc).warning("attempt {} raised ({}): {}", attempt, kind, message)
+    return {"type": kind, "message": message[:MAX_ERROR_CHARS], "attempt": attempt}
 
 
 async def execute_job(job_id: str, state: RunnerState) -> None:
@@ -415,27 +417,40 @@ async def _call_processor(
     processor: Processor, ctx: JobContext, input_data: Any, state: RunnerState
 ) -> Any:
     if processor.kind == "cpu":
-        loop = asyncio.get_running_loop()
-        result, written = await loop.run_in_executor(
-            state.cpu_pool,
-            _child_entry,
-            processor.logic_id,
-            input_data,
-            (
-                str(ctx.job_id),
-                ctx.attempt,
-                str(ctx.job_type_id),
-                str(ctx.customer_id),
-                ctx.runner_id,
-            ),
-            ctx.artifacts.store,
-            ctx.artifacts.max_bytes,
-        )
-        ctx.artifacts.written.update(written)
-        return result
+        try:
+            return await _call_in_pool(processor, ctx, input_data, state)
+        except BrokenProcessPool:
+            # A pool process died (killed, out of memory): later jobs get a fresh pool, and
+            # this attempt is retried by the job type's policy.
+            state.shutdown_pool()
+            raise RetryableError("the CPU worker process died during the attempt") from None
     if inspect.iscoroutinefunction(processor.process):
         return await processor.process(ctx, input_data)
     return await asyncio.to_thread(processor.process, ctx, input_data)
+
+
+async def _call_in_pool(
+    processor: Processor, ctx: JobContext, input_data: Any, state: RunnerState
+) -> Any:
+    loop = asyncio.get_running_loop()
+    ctx_fields = (
+        str(ctx.job_id),
+        ctx.attempt,
+        str(ctx.job_type_id),
+        str(ctx.customer_id),
+        ctx.runner_id,
+    )
+    result, written = await loop.run_in_executor(
+        state.cpu_pool,
+        _child_entry,
+        processor.logic_id,
+        input_data,
+        ctx_fields,
+        ctx.artifacts.store,
+        ctx.artifacts.max_bytes,
+    )
+    ctx.artifacts.written.update(written)
+    return result
 
 
 def _child_entry(
@@ -451,7 +466,22 @@ def _child_entry(
         customer_id=uuid.UUID(customer_id),
         max_bytes=max_bytes,
     )
-    return run_in_child(logic_id, input_data, ctx_fields, artifacts), artifacts.written
+    try:
+        return run_in_child(logic_id, input_data, ctx_fields, artifacts), artifacts.written
+    except (ProcessorError, ValidationFailed) as exc:
+        artifacts.discard()
+        # Re-raised as the base type with its message: a subclass with its own __init__ may not
+        # unpickle in the parent, and that breaks the whole pool.
+        if isinstance(exc, PermanentError | ValidationFailed):
+            raise PermanentError(str(exc)) from None
+        if isinstance(exc, JobCancelled):
+            raise JobCancelled(str(exc)) from None
+        raise RetryableError(str(exc)) from None
+    except Exception as exc:
+        artifacts.discard()
+        # The traceback is logged here, in the pool process; only the message travels back.
+        logger.opt(exception=exc).bind(job_id=job_id).warning("processor raised in the pool")
+        raise ChildProcessError(f"{type(exc).__name__}: {exc}") from None
 
 
 def run_in_child(

@@ -381,3 +381,36 @@ def test_far_future_job_waits_in_the_database_and_runs_when_due(make_server):
         done = wait_for_status(api, job["id"], timeout=20)
         assert done["status"] == "succeeded"
         assert done["result"] == {"echo": {"x": 1}}
+
+
+@pytest.mark.parametrize("how", ["die", "odd-exception"])
+def test_cpu_pool_survives_a_dead_process_or_an_unpicklable_error(client, how):
+    tenant = create_tenant(client, balance_cents=1_000)
+    job_type = create_job_type(
+        client, "test-cpu-fail-first", cost=5, max_attempts=3, backoff_base_ms=10, backoff_max_ms=10
+    )
+    job = submit(client, tenant.customer_id, job_type["id"], {"how": how})
+    done = wait_for_status(client, job["id"], timeout=60)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["result"]["attempt"] == 2
+    first_failure = [e for e in events_of(client, job["id"]) if e["to_status"] == "pending"][1]
+    expected = "CPU worker process died" if how == "die" else "odd failure (7)"
+    assert expected in first_failure["message"]
+    # The pool still serves later jobs.
+    again = submit(client, tenant.customer_id, job_type["id"], {"how": "odd-exception"})
+    assert wait_for_status(client, again["id"], timeout=60)["status"] == "succeeded"
+
+
+def test_a_failed_jobs_error_shows_no_traceback_or_server_paths(client):
+    tenant = create_tenant(client, balance_cents=1_000)
+    for logic_id, body in (
+        ("test-fail-n-times", {"failures": 1, "permanent": True}),
+        ("test-cpu-fail-first", {"how": "odd-exception"}),
+    ):
+        job_type = create_job_type(client, logic_id, cost=1, max_attempts=1)
+        job = submit(client, tenant.customer_id, job_type["id"], body)
+        done = wait_for_status(client, job["id"], timeout=60)
+        assert done["status"] == "failed"
+        assert set(done["error"]) == {"type", "message", "attempt"}
+        assert "Traceback" not in done["error"]["message"]
+        assert "/innosystem/" not in done["error"]["message"]

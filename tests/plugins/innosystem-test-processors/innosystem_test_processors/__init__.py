@@ -151,6 +151,29 @@ class ReadUpload(Processor):
         return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
+class OddError(Exception):
+    """Cannot be rebuilt from its args: unpickling it in the parent would fail."""
+
+    def __init__(self, what: str, code: int) -> None:
+        super().__init__(f"{what} ({code})")
+
+
+class CpuFailFirst(Processor):
+    logic_id = "test-cpu-fail-first"
+    name = "Fail the first attempt in the process pool"
+    version = "1.0"
+    kind = "cpu"
+
+    def process(self, ctx: JobContext, input_data: dict) -> dict:
+        if ctx.attempt == 1:
+            if input_data.get("how") == "die":
+                if os.environ.get("INNOSYSTEM_TEST_ALLOW_CRASH") != "1":
+                    raise PermanentError("dying is disabled (set INNOSYSTEM_TEST_ALLOW_CRASH=1)")
+                os._exit(3)  # the pool process dies: the pool is broken for everyone
+            raise OddError("odd failure", 7)
+        return {"attempt": ctx.attempt, "pid": os.getpid()}
+
+
 @hookimpl
 def innosystem_processors() -> list[Processor]:
     return [
@@ -163,4 +186,5 @@ def innosystem_processors() -> list[Processor]:
         WriteArtifact(),
         WriteArtifactCpu(),
         ReadUpload(),
+        CpuFailFirst(),
     ]
