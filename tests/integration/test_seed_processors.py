@@ -36,7 +36,7 @@ def tenant(api):
 
 def test_processors_for_the_seeded_types_are_installed(api):
     installed = {p["logic_id"] for p in api.get("/processors").json()["items"]}
-    missing = {"text-analysis-v1", "image-recog-v2", "data-proc-v1", "email-proc-v1"} - installed
+    missing = set(SEEDED) - installed
     assert not missing, f"plugins not installed: {missing}"
 
 
@@ -126,3 +126,46 @@ def test_email_processing_of_a_multipart_message_with_an_attachment(api, tenant)
     assert [a["filename"] for a in item["attachments"]] == ["INV-2041.pdf"]
     assert item["classification"]["category"] == "invoice_receipt"
     assert result["summary"]["succeeded"] == 1
+
+
+def test_report_generation_serves_a_pdf_whose_text_matches(api, tenant):
+    from pypdf import PdfReader
+
+    result = run_job(
+        api,
+        tenant.customer_id,
+        SEEDED["report-gen-v1"],
+        {
+            "template_name": "table-report",
+            "title": "Quarterly Sales",
+            "data": {
+                "intro": "Sales by region for the first quarter.",
+                "tables": [
+                    {
+                        "title": "Regions",
+                        "columns": ["Region", "Revenue"],
+                        "rows": [["North", 1200.5], ["South", 980]],
+                    }
+                ],
+                "charts": [
+                    {
+                        "type": "bar",
+                        "title": "Revenue",
+                        "series": [{"name": "2024", "points": [["North", 1200.5], ["South", 980]]}],
+                    }
+                ],
+            },
+            "filename": "sales.pdf",
+        },
+    )
+    assert result["artifact"]["name"] == "sales.pdf"
+    assert (result["tables"], result["charts"]) == (1, 1)
+    jobs = api.get("/jobs", params={"customer_id": tenant.customer_id, "limit": 1}).json()
+    job_id = jobs["items"][0]["id"]
+    download = api.get(f"/jobs/{job_id}/artifacts/sales.pdf")
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/pdf"
+    assert int(download.headers["content-length"]) == result["artifact"]["size_bytes"]
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(download.content)).pages)
+    for expected in ("Quarterly Sales", "Regions", "North", "South"):
+        assert expected in text
