@@ -11,15 +11,19 @@ import base64
 import binascii
 import re
 from typing import Any, Literal
+from uuid import UUID
 
 from innosystem import JobContext, PermanentError, Processor, hookimpl
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
+    model_validator,
 )
 
 __all__ = [
@@ -30,6 +34,7 @@ __all__ = [
     "DataProcInput",
     "DataProcessing",
     "Dataset",
+    "DatasetUnreadable",
     "dataset_bytes",
 ]
 
@@ -57,11 +62,9 @@ def _decoded_size(fmt: str, content: str) -> int:
 
 
 class Dataset(BaseModel):
-    """One dataset. Today its bytes come inline in ``content``.
-
-    Designed for a second source: an ``artifact_id`` field can be added next to ``content``
-    (with a check that exactly one of the two is given) without changing how datasets are
-    processed, because the worker reads every dataset's bytes through :func:`dataset_bytes`.
+    """One dataset: its bytes come inline in ``content`` or from an upload (``artifact_id``);
+    exactly one of the two. The worker reads every dataset's bytes through
+    :func:`dataset_bytes`, the one place that knows where data comes from.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -75,10 +78,18 @@ class Dataset(BaseModel):
         description="csv: comma-separated text with a header line; json: a JSON array of "
         "objects; parquet: a Parquet file, base64-encoded."
     )
-    content: str = Field(
+    content: str | None = Field(
+        default=None,
         min_length=1,
         description="The data: inline text for csv and json, base64 for parquet. At most "
-        f"{MAX_DATASET_BYTES // (1024 * 1024)} MiB after decoding.",
+        f"{MAX_DATASET_BYTES // (1024 * 1024)} MiB after decoding. Exclusive with "
+        "`artifact_id`.",
+    )
+    artifact_id: UUID | None = Field(
+        default=None,
+        description="Id of one of the customer's uploads (POST /artifacts) holding the data: "
+        "the raw file (csv/json as UTF-8 text, parquet as the Parquet file itself, not base64). "
+        f"At most {MAX_DATASET_BYTES // (1024 * 1024)} MiB. Exclusive with `content`.",
     )
 
     @field_validator("name")
@@ -93,7 +104,9 @@ class Dataset(BaseModel):
 
     @field_validator("content")
     @classmethod
-    def _content_fits(cls, value: str, info: ValidationInfo) -> str:
+    def _content_fits(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
         fmt = info.data.get("format")  # absent when the format itself was invalid
         if fmt == "parquet":
             payload = _b64_payload(value)
@@ -115,6 +128,21 @@ class Dataset(BaseModel):
         if "\x00" in value:
             raise ValueError("must not contain U+0000 (NUL)")
         return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Dataset:
+        if (self.content is None) == (self.artifact_id is None):
+            raise ValueError("give exactly one of content and artifact_id")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_source(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # the stored input keeps the shape it was given: no "content": null or "artifact_id": null
+        data = handler(self)
+        for key in ("content", "artifact_id"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class DataProcInput(BaseModel):
@@ -140,7 +168,10 @@ class DataProcInput(BaseModel):
             if key in seen:
                 raise ValueError(f"dataset name {item.name!r} is used twice (names ignore case)")
             seen.add(key)
-        total = sum(_decoded_size(item.format, item.content) for item in items)
+        # uploads are not read at submit: each is bounded by MAX_DATASET_BYTES when it is read
+        total = sum(
+            _decoded_size(item.format, item.content) for item in items if item.content is not None
+        )
         if total > MAX_TOTAL_BYTES:
             raise ValueError(
                 f"datasets add up to {total} bytes; the limit per job is {MAX_TOTAL_BYTES} bytes"
@@ -159,12 +190,57 @@ class DataProcInput(BaseModel):
         return value
 
 
-def dataset_bytes(dataset: Dataset) -> bytes:
-    """The raw bytes of a dataset: the one place that knows where data comes from (inline
-    today; an artifact store once ``artifact_id`` exists)."""
+class DatasetUnreadable(ValueError):
+    """A dataset's bytes cannot be obtained or are unusable (missing upload, too large, not
+    UTF-8, ...); the worker reports it in that dataset's entry."""
+
+
+def dataset_bytes(dataset: Dataset, artifacts: Any = None) -> bytes:
+    """The raw bytes of a dataset: the one place that knows where data comes from.
+
+    Inline ``content`` was checked at submit. An upload (``artifact_id``) is read with
+    ``artifacts.read`` (``ctx.artifacts``, the core's ``JobArtifacts``, which only reaches this
+    customer's uploads) and checked here like inline content is at submit: the size limit,
+    UTF-8 without NUL for csv/json, the PAR1 magic for parquet. Raises :class:`DatasetUnreadable`.
+    """
+    if dataset.artifact_id is None:
+        assert dataset.content is not None  # the model guarantees one of the two
+        if dataset.format == "parquet":
+            return base64.b64decode(_b64_payload(dataset.content), validate=True)
+        return dataset.content.encode("utf-8")
+    if artifacts is None:
+        raise DatasetUnreadable("uploads cannot be read here (the job has no artifact store)")
+    try:
+        raw = artifacts.read(dataset.artifact_id)
+    except FileNotFoundError:  # UploadNotFound: missing, or another customer's
+        raise DatasetUnreadable(
+            f"upload {dataset.artifact_id} not found for this customer"
+        ) from None
+    except OSError as exc:
+        raise DatasetUnreadable(
+            f"upload {dataset.artifact_id} cannot be read ({type(exc).__name__})"
+        ) from None
+    raw = bytes(raw)
+    if len(raw) > MAX_DATASET_BYTES:
+        raise DatasetUnreadable(
+            f"upload {dataset.artifact_id} is {len(raw)} bytes; the limit per dataset is "
+            f"{MAX_DATASET_BYTES} bytes"
+        )
     if dataset.format == "parquet":
-        return base64.b64decode(_b64_payload(dataset.content), validate=True)
-    return dataset.content.encode("utf-8")
+        if len(raw) < 12 or raw[:4] != _PARQUET_MAGIC or raw[-4:] != _PARQUET_MAGIC:
+            raise DatasetUnreadable(
+                f"upload {dataset.artifact_id} is not a Parquet file (no PAR1 magic bytes)"
+            )
+        return raw
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetUnreadable(
+            f"upload {dataset.artifact_id} is not UTF-8 text (bad byte at offset {exc.start})"
+        ) from None
+    if b"\x00" in raw:
+        raise DatasetUnreadable(f"upload {dataset.artifact_id} contains NUL bytes")
+    return raw
 
 
 class DataProcessing(Processor):

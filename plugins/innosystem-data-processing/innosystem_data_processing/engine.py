@@ -39,7 +39,7 @@ from typing import Any
 
 from innosystem import JobContext, PermanentError
 
-from innosystem_data_processing import DataProcInput, Dataset, dataset_bytes
+from innosystem_data_processing import DataProcInput, Dataset, DatasetUnreadable, dataset_bytes
 
 #: The query result holds at most this many rows (``truncated`` tells if there were more).
 QUERY_ROW_LIMIT = 1_000
@@ -117,7 +117,7 @@ def run(ctx: JobContext, spec: DataProcInput) -> dict[str, Any]:
             con.execute("SET TimeZone = 'UTC'")
             for index, dataset in enumerate(spec.items):
                 ctx.raise_if_cancelled()
-                entry = _process_dataset(con, tmp, index, dataset)
+                entry = _process_dataset(con, tmp, index, dataset, ctx.artifacts)
                 datasets.append(entry)
                 if entry["status"] == "ok":
                     succeeded += 1
@@ -144,14 +144,16 @@ def run(ctx: JobContext, spec: DataProcInput) -> dict[str, Any]:
 
 
 # --- datasets ---------------------------------------------------------------------------------
-def _process_dataset(con: Any, tmp: str, index: int, dataset: Dataset) -> dict[str, Any]:
+def _process_dataset(
+    con: Any, tmp: str, index: int, dataset: Dataset, artifacts: Any = None
+) -> dict[str, Any]:
     import duckdb
 
     path = os.path.join(tmp, f"{index}.{dataset.format}")
     try:
         with _deadline(con, DATASET_TIMEOUT_SECONDS) as fired:
             try:
-                _load(con, path, dataset)
+                _load(con, path, dataset, artifacts)
                 stats = _describe(con, dataset.name)
             except duckdb.Error as exc:
                 if fired.is_set():
@@ -176,10 +178,13 @@ def _process_dataset(con: Any, tmp: str, index: int, dataset: Dataset) -> dict[s
     return {"name": dataset.name, "format": dataset.format, "status": "ok", **stats}
 
 
-def _load(con: Any, path: str, dataset: Dataset) -> None:
+def _load(con: Any, path: str, dataset: Dataset, artifacts: Any = None) -> None:
     import duckdb
 
-    raw = dataset_bytes(dataset)
+    try:
+        raw = dataset_bytes(dataset, artifacts)
+    except DatasetUnreadable as exc:
+        raise DatasetError(str(exc)) from None
     if dataset.format == "csv":
         if not raw.strip():
             raise DatasetError("malformed CSV: the content is empty (a header line is required)")

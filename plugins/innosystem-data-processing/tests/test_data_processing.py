@@ -1,4 +1,5 @@
-"""Tests of data-proc-v1 on real CSV, JSON and Parquet data, called directly (no server)."""
+"""Tests of data-proc-v1 on real CSV, JSON and Parquet data, called directly and (for uploads)
+through the real in-process app."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from innosystem import JobContext, PermanentError, jsonsafe
+from innosystem.artifacts import JobArtifacts, LocalArtifactStore, upload_key
 from innosystem.errors import ValidationFailed
 
+import innosystem_data_processing
 from innosystem_data_processing import MAX_DATASET_BYTES, DataProcessing, engine
 
 PROC = DataProcessing()
@@ -35,9 +38,17 @@ ORDERS = [
 ]
 
 
-def make_ctx(progress: list[dict[str, Any]] | None = None) -> JobContext:
+def make_ctx(
+    progress: list[dict[str, Any]] | None = None, artifacts: JobArtifacts | None = None
+) -> JobContext:
+    customer_id = artifacts.customer_id if artifacts is not None else uuid4()
     ctx = JobContext(
-        job_id=uuid4(), attempt=1, job_type_id=uuid4(), customer_id=uuid4(), runner_id="test"
+        job_id=uuid4(),
+        attempt=1,
+        job_type_id=uuid4(),
+        customer_id=customer_id,
+        runner_id="test",
+        artifacts=artifacts,
     )
     if progress is not None:
         ctx._progress = progress.append
@@ -457,3 +468,190 @@ def test_importing_the_plugin_does_not_import_duckdb() -> None:
     code = "import sys, innosystem_data_processing; print('duckdb' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- datasets from uploads (artifact_id) ----------------------------------------------------------
+@pytest.fixture
+def uploads(tmp_path: Path) -> tuple[LocalArtifactStore, JobArtifacts]:
+    """A real local artifact store and the ``ctx.artifacts`` of one customer over it."""
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    artifacts = JobArtifacts(
+        store=store, job_id=uuid4(), attempt=1, customer_id=uuid4(), max_bytes=50 * 1024 * 1024
+    )
+    return store, artifacts
+
+
+def upload(store: LocalArtifactStore, customer_id: UUID, data: bytes) -> str:
+    artifact_id = uuid4()
+    store.put(upload_key(customer_id, artifact_id), data)
+    return str(artifact_id)
+
+
+def test_datasets_from_uploads_mixed_with_inline(
+    uploads: tuple[LocalArtifactStore, JobArtifacts], cities_parquet: str
+) -> None:
+    store, artifacts = uploads
+    cid = artifacts.customer_id
+    people_id = upload(store, cid, PEOPLE_CSV.encode())
+    cities_id = upload(store, cid, base64.b64decode(cities_parquet))  # raw bytes, not base64
+    items = [
+        {"name": "people", "format": "csv", "artifact_id": people_id},
+        orders(),
+        {"name": "cities", "format": "parquet", "artifact_id": cities_id},
+    ]
+    query = """
+        SELECT p.name, sum(o.total) AS spent, (SELECT count(*) FROM cities) AS n_cities
+        FROM people p JOIN orders o ON o.person_id = p.id
+        GROUP BY ALL ORDER BY spent DESC
+    """
+    result = run(items, query, artifacts=artifacts)
+    assert result["summary"] == {"total": 3, "succeeded": 3, "failed": 0}
+    by_upload, inline = run([people()], artifacts=artifacts)["datasets"][0], result["datasets"][0]
+    assert inline == by_upload  # same statistics whichever way the bytes came
+    assert (inline["row_count"], inline["column_count"]) == (5, 6)
+    cities = result["datasets"][2]
+    assert (cities["status"], cities["row_count"]) == ("ok", 3)
+    assert column(cities, "amount")["mean"] == 9.875
+    assert result["query_result"]["columns"] == ["name", "spent", "n_cities"]
+    assert result["query_result"]["rows"] == [["Alice", 10.0, 3], [None, 5.0, 3]]
+
+
+def test_unreadable_uploads_are_per_dataset_errors(
+    uploads: tuple[LocalArtifactStore, JobArtifacts],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, artifacts = uploads
+    cid = artifacts.customer_id
+    unknown = str(uuid4())
+    foreign = upload(store, uuid4(), PEOPLE_CSV.encode())  # another customer's upload
+    latin1 = upload(store, cid, "a,b\nCaf\xe9,1\n".encode("latin-1"))
+    not_parquet = upload(store, cid, b"id,name\n1,x\n")
+    corrupt = upload(store, cid, b"PAR1" + b"\x00garbage\x01" * 4 + b"PAR1")
+    big = upload(store, cid, b"a\n" + b"1\n" * 40)
+    monkeypatch.setattr(innosystem_data_processing, "MAX_DATASET_BYTES", 64)
+    items = [
+        {"name": "ok", "format": "json", "content": '[{"a": 1}, {"a": 2}]'},
+        {"name": "unknown", "format": "csv", "artifact_id": unknown},
+        {"name": "foreign", "format": "csv", "artifact_id": foreign},
+        {"name": "latin1", "format": "csv", "artifact_id": latin1},
+        {"name": "notpq", "format": "parquet", "artifact_id": not_parquet},
+        {"name": "corrupt", "format": "parquet", "artifact_id": corrupt},
+        {"name": "big", "format": "csv", "artifact_id": big},
+    ]
+    progress: list[dict[str, Any]] = []
+    result = run(items, "SELECT count(*) FROM ok", progress=progress, artifacts=artifacts)
+    errors = {d["name"]: d.get("error") for d in result["datasets"]}
+    assert [d["status"] for d in result["datasets"]] == ["ok"] + ["error"] * 6
+    assert errors["unknown"] == f"upload {unknown} not found for this customer"
+    assert errors["foreign"] == f"upload {foreign} not found for this customer"
+    assert "is not UTF-8 text" in errors["latin1"]
+    assert "is not a Parquet file" in errors["notpq"]
+    assert errors["corrupt"].startswith("malformed Parquet:")
+    assert errors["big"] == f"upload {big} is 82 bytes; the limit per dataset is 64 bytes"
+    assert all("artifacts" not in e for e in errors.values() if e)  # no store paths leak
+    assert result["summary"] == {"total": 7, "succeeded": 1, "failed": 6}
+    assert result["query_result"]["rows"] == [[2]]
+    assert progress[-1] == {"total": 7, "succeeded": 1, "failed": 6}
+
+
+def test_every_upload_missing_is_permanent(
+    uploads: tuple[LocalArtifactStore, JobArtifacts],
+) -> None:
+    _, artifacts = uploads
+    missing = str(uuid4())
+    data = PROC.validate_input(
+        {"items": [{"name": "one", "format": "csv", "artifact_id": missing}]}
+    )
+    with pytest.raises(PermanentError, match=rf"all 1 dataset\(s\) failed: one: upload {missing}"):
+        PROC.process(make_ctx(artifacts=artifacts), data)
+    # and without an artifact store at all
+    with pytest.raises(PermanentError, match="no artifact store"):
+        PROC.process(make_ctx(), data)
+
+
+def test_validate_input_artifact_id() -> None:
+    aid = str(uuid4())
+    ok = {"items": [{"name": "t", "format": "parquet", "artifact_id": aid}], "query": "FROM t"}
+    assert PROC.validate_input(ok) == ok  # stored as given: no "content": null
+    # both sources, or neither
+    for item in (
+        {**people(), "artifact_id": aid},
+        {"name": "t", "format": "csv"},
+        {"name": "t", "format": "csv", "content": None, "artifact_id": None},
+    ):
+        d = refused({"items": [people(), item]})
+        assert d[0]["field"].startswith("input_data.items.1"), d
+        assert "exactly one of content and artifact_id" in d[0]["message"]
+    # not a UUID string
+    for bad in ("abc", 123, "", ["x"]):
+        d = refused({"items": [{"name": "t", "format": "csv", "artifact_id": bad}]})
+        assert d[0]["field"] == "input_data.items.0.artifact_id", d
+    # the total limit counts inline content only; uploads are bounded one by one when read
+    four_mib = "x" * (4 * 1024 * 1024)
+    items = [{"name": f"t{i}", "format": "csv", "content": four_mib} for i in range(4)]
+    items += [{"name": f"u{i}", "format": "csv", "artifact_id": str(uuid4())} for i in range(16)]
+    assert len(PROC.validate_input({"items": items})["items"]) == 20
+
+
+# --- through the real app (innosystem.testing fixtures) ----------------------------------------
+@pytest.mark.asyncio
+async def test_uploaded_csv_through_the_app(
+    innosystem_client: Any, innosystem_tenant: dict[str, str], innosystem_run_job: Any
+) -> None:
+    response = await innosystem_client.post(
+        "/artifacts",
+        query_string={"customer_id": innosystem_tenant["customer_id"], "name": "people.csv"},
+        data=PEOPLE_CSV.encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert response.status_code == 201, await response.get_data()
+    uploaded = await response.get_json()
+
+    job = await innosystem_run_job(
+        "data-proc-v1",
+        {
+            "items": [
+                {"name": "people", "format": "csv", "artifact_id": uploaded["id"]},
+                orders(),
+            ],
+            "query": "SELECT count(*) AS n FROM people JOIN orders ON orders.person_id = people.id",
+        },
+    )
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert result["summary"] == {"total": 2, "succeeded": 2, "failed": 0}
+    assert result["datasets"][0]["row_count"] == 5
+    assert result["query_result"]["rows"] == [[3]]
+
+
+@pytest.mark.asyncio
+async def test_missing_upload_through_the_app(
+    innosystem_client: Any,
+    innosystem_tenant: dict[str, str],
+    innosystem_run_job: Any,
+    innosystem_create_job_type: Any,
+) -> None:
+    missing = str(uuid4())
+    job = await innosystem_run_job(
+        "data-proc-v1",
+        {"items": [people(), {"name": "gone", "format": "csv", "artifact_id": missing}]},
+    )
+    assert job["status"] == "succeeded", job
+    gone = job["result"]["datasets"][1]
+    assert (gone["status"], gone["error"]) == (
+        "error",
+        f"upload {missing} not found for this customer",
+    )
+    # both sources in one dataset: refused at submit
+    job_type = await innosystem_create_job_type("data-proc-v1")
+    response = await innosystem_client.post(
+        "/jobs",
+        json={
+            "customer_id": innosystem_tenant["customer_id"],
+            "job_type_id": job_type["id"],
+            "input_data": {"items": [{**people(), "artifact_id": missing}]},
+        },
+    )
+    assert response.status_code == 422
+    body = await response.get_json()
+    assert "input_data.items.0" in json.dumps(body), body

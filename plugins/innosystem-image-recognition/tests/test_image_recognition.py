@@ -10,7 +10,8 @@ import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from functools import cache
-from uuid import uuid4
+from pathlib import Path
+from uuid import UUID, uuid4
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from PIL import Image
 
 import innosystem.plugins
 from innosystem import JobContext, PermanentError
+from innosystem.artifacts import JobArtifacts, LocalArtifactStore, UploadNotFound, upload_key
 from innosystem.errors import ValidationFailed
 from innosystem.services.jobs import run_in_child
 
@@ -250,7 +252,7 @@ def test_non_images_and_bad_base64_are_refused() -> None:
     rejected({"image_base64": ""})
     rejected({})  # missing field
     rejected({"image_base64": 12})
-    err = rejected({**b64(astronaut_jpeg()), "artifact_id": "x"})  # not yet supported
+    err = rejected({**b64(astronaut_jpeg()), "artifact_id": "x"})  # not a UUID
     assert err.details[0]["field"] == "input_data.artifact_id"
 
 
@@ -290,6 +292,148 @@ def test_damage_found_only_when_running_is_a_permanent_error() -> None:
         PROC.process(ctx(), {"image": "x"})
 
 
+# --- artifact_id: the image is an upload (POST /artifacts) ----------------------------------
+@cache
+def astronaut_png() -> bytes:
+    return encode(skimage.data.astronaut(), "PNG")
+
+
+def artifact_ctx(tmp_path: Path, customer_id: UUID) -> JobContext:
+    """A context whose ``ctx.artifacts`` reads uploads from a LocalArtifactStore in tmp_path."""
+    job_id = uuid4()
+    return JobContext(
+        job_id=job_id,
+        attempt=1,
+        job_type_id=uuid4(),
+        customer_id=customer_id,
+        runner_id="test",
+        artifacts=JobArtifacts(
+            store=LocalArtifactStore(tmp_path),
+            job_id=job_id,
+            attempt=1,
+            customer_id=customer_id,
+            max_bytes=50 * 1024 * 1024,
+        ),
+    )
+
+
+def store_upload(tmp_path: Path, customer_id: UUID, data: bytes) -> UUID:
+    """Put bytes where POST /artifacts puts an upload of this customer; returns its id."""
+    artifact_id = uuid4()
+    LocalArtifactStore(tmp_path).put(upload_key(customer_id, artifact_id), data)
+    return artifact_id
+
+
+def test_artifact_id_input_finds_the_face(tmp_path: Path) -> None:
+    cid = uuid4()
+    aid = store_upload(tmp_path, cid, astronaut_png())
+    validated = PROC.validate_input({"artifact_id": str(aid)})
+    assert validated == {"artifact_id": str(aid)}  # no null image_base64 reaches the processor
+    result = PROC.process(artifact_ctx(tmp_path, cid), validated)
+    json.dumps(result, allow_nan=False)
+    assert (result["format"], result["width"], result["height"]) == ("PNG", 512, 512)
+    assert result["file_size_bytes"] == len(astronaut_png())
+    faces = [o for o in result["objects"] if o["label"] == "face"]
+    assert faces and max(overlap(box(f), ASTRONAUT_FACE) for f in faces) > 0.5
+    # Same bytes, same result, whichever way they arrive.
+    assert result == run(astronaut_png())
+    # Other spellings of the UUID are normalised at submit.
+    assert PROC.validate_input({"artifact_id": aid.hex.upper()}) == {"artifact_id": str(aid)}
+
+
+def test_unknown_or_foreign_upload_is_a_permanent_error(tmp_path: Path) -> None:
+    cid = uuid4()
+    with pytest.raises(UploadNotFound):
+        PROC.process(artifact_ctx(tmp_path, cid), {"artifact_id": str(uuid4())})
+    # Another customer's upload is not found either (keys are per customer).
+    other = store_upload(tmp_path, uuid4(), astronaut_png())
+    with pytest.raises(PermanentError, match="no upload"):
+        PROC.process(artifact_ctx(tmp_path, cid), {"artifact_id": str(other)})
+    assert issubclass(UploadNotFound, PermanentError)
+
+
+def test_bad_uploads_fail_the_job_permanently(tmp_path: Path) -> None:
+    """What submit cannot check for an upload is checked in the worker, with the base64 rules."""
+    cid = uuid4()
+    png = encode(skimage.data.chelsea(), "PNG")
+    cases = {
+        b"this is plain text, not a picture": "not a readable PNG, JPEG or WebP image",
+        encode(Image.new("RGB", (8, 8)), "GIF"): "GIF images are not supported",
+        png[: len(png) // 2]: "PNG image is corrupt",
+        b"\xff\xd8\xff" + bytes(MAX_IMAGE_BYTES): "larger than the limit of 10485760 bytes",
+        encode(Image.new("1", (8000, MAX_PIXELS // 8000 + 1)), "PNG"): "megapixels",
+        astronaut_jpeg()[:4000]: "could not be decoded",  # only a full decode finds this
+    }
+    for data, message in cases.items():
+        aid = store_upload(tmp_path, cid, data)
+        with pytest.raises(PermanentError, match=message) as info:
+            PROC.process(artifact_ctx(tmp_path, cid), {"artifact_id": str(aid)})
+        assert not isinstance(info.value, UploadNotFound)
+        if message != "could not be decoded":
+            assert f"upload {aid}" in str(info.value)
+
+
+def test_exactly_one_image_source_is_required() -> None:
+    aid = str(uuid4())
+    both = rejected({**b64(astronaut_jpeg()), "artifact_id": aid})
+    assert both.details == [
+        {
+            "field": "input_data",
+            "message": "give exactly one of image_base64 and artifact_id (both were given)",
+        }
+    ]
+    neither = rejected({})
+    assert "neither was given" in neither.details[0]["message"]
+    assert rejected({"image_base64": None, "artifact_id": None}).details[0]["field"] == "input_data"
+    for bad in ("not-a-uuid", "", 12, [aid], {"id": aid}):
+        err = rejected({"artifact_id": bad})
+        assert err.details[0]["field"] == "input_data.artifact_id", bad
+    rejected({"artifact_id": aid, "extra": 1})
+    # In the worker, unvalidated input gets the same rule.
+    with pytest.raises(PermanentError, match="exactly one"):
+        PROC.process(ctx(), {**b64(astronaut_jpeg()), "artifact_id": aid})
+
+
+@pytest.mark.asyncio
+async def test_uploaded_image_through_the_real_app(
+    innosystem_client, innosystem_tenant, innosystem_run_job
+) -> None:
+    """POST /artifacts, then an image-recog-v2 job naming it, on the in-process platform (CPU
+    pool included); a non-image upload fails the job permanently."""
+    client = innosystem_client
+    customer_id = innosystem_tenant["customer_id"]
+
+    async def upload(name: str, data: bytes, content_type: str) -> str:
+        response = await client.post(
+            f"/artifacts?customer_id={customer_id}&name={name}",
+            data=data,
+            headers={"Content-Type": content_type},
+        )
+        body = await response.get_json()
+        assert response.status_code == 201, body
+        return body["id"]
+
+    aid = await upload("astronaut.png", astronaut_png(), "image/png")
+    job = await innosystem_run_job("image-recog-v2", {"artifact_id": aid}, wait_seconds=120)
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert (result["format"], result["width"], result["height"]) == ("PNG", 512, 512)
+    faces = [o for o in result["objects"] if o["label"] == "face"]
+    assert faces and max(overlap(box(f), ASTRONAUT_FACE) for f in faces) > 0.5
+
+    text = await upload("notes.txt", b"not a picture", "text/plain")
+    job = await innosystem_run_job("image-recog-v2", {"artifact_id": text}, wait_seconds=120)
+    assert job["status"] == "failed", job
+    assert job["error"]["type"] == "permanent", job
+    assert "not a readable PNG, JPEG or WebP image" in job["error"]["message"]
+    assert job["attempts"] == 1
+
+    missing = await innosystem_run_job(
+        "image-recog-v2", {"artifact_id": str(uuid4())}, wait_seconds=120
+    )
+    assert missing["status"] == "failed" and missing["error"]["type"] == "permanent", missing
+
+
 # --- the platform's way of running it ----------------------------------------------------------
 def test_hook_and_schema() -> None:
     [proc] = innosystem_processors()
@@ -300,7 +444,9 @@ def test_hook_and_schema() -> None:
         "cpu",
     )
     schema = info["input_schema"]
-    assert schema["required"] == ["image_base64"]
+    assert set(schema["properties"]) == {"image_base64", "artifact_id"}
+    assert "required" not in schema  # exactly one of the two, expressed as oneOf
+    assert schema["oneOf"] == [{"required": ["image_base64"]}, {"required": ["artifact_id"]}]
     assert schema["additionalProperties"] is False
 
 
