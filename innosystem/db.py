@@ -80,12 +80,6 @@ def sql(conn: BaseDBAsyncClient, text: str) -> str:
     return _QMARK.sub(lambda _m: f"${next(counter)}", text)
 
 
-async def execute(conn: BaseDBAsyncClient, text: str, params: list[Any]) -> int:
-    """Run a statement and return the affected row count."""
-    count, _ = await conn.execute_query(sql(conn, text), params)
-    return count
-
-
 async def fetch(conn: BaseDBAsyncClient, text: str, params: list[Any]) -> list[dict[str, Any]]:
     """Run a statement that returns rows (SELECT, or UPDATE ... RETURNING)."""
     return await conn.execute_query_dict(sql(conn, text), params)

@@ -10,14 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from loguru import logger as _root_logger
+from pydantic import ValidationError
 
 from innosystem.errors import JobCancelled, ValidationFailed
-
-try:  # pydantic is a core dependency, but keep the import local to the optional feature
-    from pydantic import BaseModel, ValidationError
-except ImportError:  # pragma: no cover
-    BaseModel = None  # type: ignore[assignment,misc]
-    ValidationError = Exception  # type: ignore[assignment,misc]
 
 
 class Processor:
@@ -43,7 +38,7 @@ class Processor:
             return data
         try:
             return self.input_model.model_validate(data).model_dump(mode="json")
-        except ValidationError as exc:  # type: ignore[misc]
+        except ValidationError as exc:
             details = [
                 {
                     "field": "input_data" + "".join(f".{p}" for p in err["loc"]),

@@ -30,9 +30,6 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
 class JobType(Model):
     id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
     name = fields.CharField(max_length=200)
