@@ -32,10 +32,10 @@ async def upload():
         raise ApiError(
             413, "payload_too_large", f"uploads are limited to {settings.max_artifact_bytes} bytes"
         )
+    data = await request.get_data(as_text=False)
     customer_id = query_uuid("customer_id")
     if customer_id is None:
         raise ValidationFailed.field("customer_id", "is required (query parameter)")
-    data = await request.get_data(as_text=False)
     artifact = await artifact_service.upload(
         _store(),
         customer_id,

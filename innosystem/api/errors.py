@@ -54,7 +54,9 @@ class ApiError(ServiceError):
 def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(ServiceError)
     async def _service_error(exc: ServiceError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        await _keep_connection_usable(response, exc.status)
+        return response
 
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> Response:
@@ -69,10 +71,7 @@ def register_error_handlers(app: Quart) -> None:
             _HTTP_CODES.get(status, "http_error"),
             messages.get(status, exc.description or exc.name),
         )
-        if not await _body_consumed(status):
-            # Hypercorn closes a keep-alive connection whose request body was never read; say
-            # so, or the client's next request on it fails with no response.
-            response.headers["Connection"] = "close"
+        await _keep_connection_usable(response, status)
         if status == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return response
@@ -89,6 +88,14 @@ def register_error_handlers(app: Quart) -> None:
             )
         logger.opt(exception=exc).error("unhandled error")
         return error_response(500, "internal_error", "internal server error")
+
+
+async def _keep_connection_usable(response: Response, status: int) -> None:
+    """Hypercorn closes a keep-alive connection whose request body was never read (an error
+    raised before the handler read it); drain it, or say so, or the client's next request on
+    that connection fails with no response."""
+    if not await _body_consumed(status):
+        response.headers["Connection"] = "close"
 
 
 async def _body_consumed(status: int) -> bool:

@@ -181,17 +181,26 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, str]] | None:
     return int(lines[0].split()[1]), headers
 
 
-def test_connection_stays_usable_after_an_early_error(server):
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        (b"/job-types", 415),  # refused by the body reader
+        (b"/artifacts?name=a.txt", 422),  # a service error raised by a handler
+        (b"/jobs/00000000-0000-4000-8000-00000000dead/cancel", 404),  # a route reading no body
+    ],
+)
+def test_connection_stays_usable_after_an_early_error(server, target, status):
     """A client that keeps its connection alive must not be surprised on its next request after
-    a 415. The server either reads the body before answering and keeps the connection, or
-    answers early and says ``Connection: close``; answering early and then silently dropping the
-    connection makes the client's next request fail with "server disconnected"."""
+    an error answered before the body was read. The server either reads the body before
+    answering and keeps the connection, or answers early and says ``Connection: close``;
+    answering early and then silently dropping the connection makes the client's next request
+    fail with "server disconnected"."""
     host, port = server.url.removeprefix("http://").split(":")
     body = b"name=x"
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
-            b"POST /job-types HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body)
+            b"POST %s HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: %d\r\n\r\n" % (target, len(body))
         )
         # The body follows separately, as clients often send it (a second write/packet).
         sock.settimeout(1)
@@ -206,17 +215,15 @@ def test_connection_stays_usable_after_an_early_error(server):
             pass
         if first is None:
             first = _read_response(sock)
-        assert first is not None and first[0] == 415, first
+        assert first is not None and first[0] == status, first
         if "close" in first[1].get("connection", "").lower():
             return  # the client was told not to reuse the connection
         try:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
-            pytest.fail("the server dropped the connection after a 415 without Connection: close")
+            pytest.fail(f"connection dropped after a {status} without Connection: close")
         second = _read_response(sock)
-        assert second is not None, (
-            "the server dropped the connection after a 415 without Connection: close"
-        )
+        assert second is not None, f"connection dropped after a {status} without Connection: close"
         assert second[0] == 200
 
 
