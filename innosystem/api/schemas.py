@@ -28,7 +28,9 @@ from innosystem.models import (
     ProcessorType,
     Project,
     Reseller,
+    Runner,
     Wallet,
+    WalletTransaction,
 )
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
@@ -208,6 +210,36 @@ def artifact_dict(artifact: Artifact) -> dict[str, Any]:
         "size_bytes": artifact.size_bytes,
         "sha256": artifact.sha256,
         "created_at": _ts(artifact.created_at),
+    }
+
+
+def transaction_dict(tx: WalletTransaction) -> dict[str, Any]:
+    return {
+        "id": str(tx.id),
+        "kind": tx.kind,
+        "amount_cents": tx.amount_cents,
+        "held_delta_cents": tx.held_delta_cents,
+        "balance_after_cents": tx.balance_after_cents,
+        "held_after_cents": tx.held_after_cents,
+        "job_id": _id(tx.job_id),
+        "reference": tx.reference,
+        "created_at": _ts(tx.created_at),
+    }
+
+
+def runner_dict(runner: Runner, state: str) -> dict[str, Any]:
+    return {
+        "id": runner.id,
+        "state": state,
+        "kind": runner.kind,
+        "hostname": runner.hostname,
+        "pid": runner.pid,
+        "supported_job_types": runner.supported_job_types,
+        "capacity": runner.capacity,
+        "in_flight": runner.in_flight,
+        "started_at": _ts(runner.started_at),
+        "heartbeat_at": _ts(runner.heartbeat_at),
+        "stopped_at": _ts(runner.stopped_at),
     }
 
 

@@ -7,7 +7,9 @@ import asyncio
 from quart import Blueprint, current_app, jsonify
 
 from innosystem import __version__, db
+from innosystem.api.schemas import runner_dict
 from innosystem.plugins import get_registry
+from innosystem.services import runners
 
 bp = Blueprint("system", __name__)
 
@@ -43,6 +45,13 @@ async def health():
             "details": [{"field": name, "message": body[name]} for name in failed],
         }
     return jsonify(body), 200 if ok else 503
+
+
+@bp.get("/runners")
+async def list_runners():
+    settings = current_app.config["INNOSYSTEM_SETTINGS"]
+    rows = await runners.list_runners(settings.lease_seconds)
+    return jsonify({"items": [runner_dict(r, state) for r, state in rows]})
 
 
 @bp.get("/processors")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from quart import Blueprint, jsonify
+from quart import Blueprint, jsonify, request
 
 from innosystem.api.body import read_json
+from innosystem.api.params import query_int
 from innosystem.api.schemas import (
     CustomerCreate,
     ProjectCreate,
@@ -15,6 +16,7 @@ from innosystem.api.schemas import (
     customer_dict,
     project_dict,
     reseller_dict,
+    transaction_dict,
     wallet_dict,
 )
 from innosystem.services import billing, tenants
@@ -57,6 +59,16 @@ async def top_up(customer_id: uuid.UUID):
     body = await read_json(TopUpCreate)
     wallet = await billing.top_up(customer_id, body.amount_cents, body.reference)
     return jsonify(wallet_dict(wallet)), 201
+
+
+@bp.get("/customers/<uuid:customer_id>/wallet/transactions")
+async def wallet_transactions(customer_id: uuid.UUID):
+    rows, next_cursor = await billing.list_transactions(
+        customer_id,
+        limit=query_int("limit", default=50, lo=1, hi=200),
+        cursor=request.args.get("cursor") or None,
+    )
+    return jsonify({"items": [transaction_dict(t) for t in rows], "next_cursor": next_cursor})
 
 
 @bp.get("/customers/<uuid:customer_id>/wallet/reconciliation")

@@ -17,6 +17,7 @@ from tortoise.transactions import in_transaction
 from innosystem import db
 from innosystem.errors import InsufficientFunds, NotFound, ValidationFailed
 from innosystem.models import LedgerKind, Wallet, WalletTransaction
+from innosystem.services import pagination
 
 #: Upper bound for one money amount (10 million in major units): a typo guard, not a policy.
 MAX_AMOUNT_CENTS = 1_000_000_000
@@ -179,3 +180,11 @@ async def reconcile(wallet_id: uuid.UUID) -> dict[str, Any]:
         "ledger_held_cents": ledger_held,
         "matches": ledger_balance == balance and ledger_held == held,
     }
+
+
+async def list_transactions(
+    customer_id: uuid.UUID, limit: int = 50, cursor: str | None = None
+) -> tuple[list[WalletTransaction], str | None]:
+    """The wallet's ledger, newest first."""
+    wallet = await get_wallet(customer_id)
+    return await pagination.page(WalletTransaction.filter(wallet_id=wallet.id), limit, cursor)

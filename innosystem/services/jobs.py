@@ -8,7 +8,6 @@ The database is the source of truth; broker messages are only nudges (see ``inno
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import inspect
 import json
@@ -21,7 +20,6 @@ from typing import Any
 from loguru import logger
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from innosystem import jsonsafe
@@ -39,7 +37,7 @@ from innosystem.errors import (
 from innosystem.models import Artifact, Customer, Job, JobEvent, JobStatus, JobType, Project
 from innosystem.plugins import ProcessorRegistry, get_registry
 from innosystem.processors import JobContext, Processor
-from innosystem.services import billing, runners
+from innosystem.services import billing, pagination, runners
 from innosystem.services.runners import RunnerState, utcnow
 
 MAX_ERROR_CHARS = 4000
@@ -737,23 +735,6 @@ async def recover_expired(
 
 
 # --- listing ------------------------------------------------------------------------------------
-def encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, job_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("naive time")
-        return moment, uuid.UUID(job_id)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed.field("cursor", "is not a cursor this API returned") from None
-
-
 async def list_jobs(
     *,
     status: str | None = None,
@@ -777,9 +758,4 @@ async def list_jobs(
         query = query.filter(job_type_id=job_type_id)
     if project_id is not None:
         query = query.filter(project_id=project_id)
-    if cursor:
-        created, last_id = decode_cursor(cursor)
-        query = query.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=last_id))
-    jobs = await query.order_by("-created_at", "-id").limit(limit + 1)
-    next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
-    return jobs[:limit], next_cursor
+    return await pagination.page(query, limit, cursor)

@@ -114,3 +114,19 @@ async def live_runner_serves(logic_id: str, state: RunnerState) -> bool:
         .values_list("supported_job_types", flat=True)
     )
     return any(logic_id in (served or []) for served in runners)
+
+
+async def list_runners(lease_seconds: int) -> list[tuple[Runner, str]]:
+    """Every registered runner with its state: live (fresh heartbeat), stopped, or lost (no
+    heartbeat for longer than a lease: its jobs are being handed to others)."""
+    out = []
+    now = utcnow()
+    for runner in await Runner.all().order_by("-heartbeat_at"):
+        if runner.stopped_at is not None:
+            state = "stopped"
+        elif runner.heartbeat_at < now - timedelta(seconds=lease_seconds):
+            state = "lost"
+        else:
+            state = "live"
+        out.append((runner, state))
+    return out

@@ -11,7 +11,7 @@ import pytest
 
 from innosystem import config
 from innosystem.errors import ConfigError, ValidationFailed
-from innosystem.services import billing, jobs, tenants
+from innosystem.services import billing, jobs, pagination, tenants
 
 
 # --- billing ------------------------------------------------------------------------------------
@@ -153,10 +153,10 @@ def test_request_hash_accepts_uuids_and_datetimes():
 )
 def test_cursor_round_trip(created_at: datetime):
     job_id = uuid.uuid4()
-    cursor = jobs.encode_cursor(SimpleNamespace(created_at=created_at, id=job_id))
+    cursor = pagination.encode_cursor(SimpleNamespace(created_at=created_at, id=job_id))
     assert isinstance(cursor, str)
     assert "=" not in cursor and "/" not in cursor and "+" not in cursor  # URL-safe
-    decoded_at, decoded_id = jobs.decode_cursor(cursor)
+    decoded_at, decoded_id = pagination.decode_cursor(cursor)
     assert decoded_at == created_at
     assert decoded_at.utcoffset() == created_at.utcoffset()
     assert decoded_id == job_id
@@ -177,7 +177,7 @@ def test_cursor_round_trip(created_at: datetime):
 )
 def test_garbage_cursor_is_a_validation_error(cursor: str):
     with pytest.raises(ValidationFailed) as info:
-        jobs.decode_cursor(cursor)
+        pagination.decode_cursor(cursor)
     assert info.value.status == 422
     assert info.value.details[0]["field"] == "cursor"
 
