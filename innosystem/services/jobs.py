@@ -201,6 +201,25 @@ async def _event(
     )
 
 
+async def _end_unpaid(
+    conn: BaseDBAsyncClient,
+    job_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    cost_cents: int,
+    from_status: str,
+    to_status: str,
+    attempt: int,
+    runner_id: str | None,
+    message: str,
+    reference: str,
+) -> None:
+    """A job ended without success (failed or cancelled): its hold goes back to the wallet and
+    the transition is recorded, in the caller's transaction."""
+    if cost_cents > 0:
+        await billing.release_hold(conn, customer_id, cost_cents, job_id, reference)
+    await _event(conn, job_id, from_status, to_status, attempt, runner_id, message)
+
+
 # --- read / cancel ------------------------------------------------------------------------------
 async def get_job(job_id: uuid.UUID) -> Job:
     job = await Job.get_or_none(id=job_id)
@@ -229,22 +248,17 @@ async def cancel(job_id: uuid.UUID) -> Job:
             )
         )
         if changed:
-            if job.cost_cents > 0:
-                await billing.release_hold(
-                    conn,
-                    job.customer_id,  # type: ignore[attr-defined]
-                    job.cost_cents,
-                    job.id,
-                    "cancelled",
-                )
-            await _event(
+            await _end_unpaid(
                 conn,
                 job.id,
+                job.customer_id,  # type: ignore[attr-defined]
+                job.cost_cents,
                 JobStatus.PENDING,
                 JobStatus.CANCELLED,
                 job.attempts,
                 None,
                 "cancelled by request",
+                "cancelled",
             )
     if not changed:
         job = await get_job(job_id)
@@ -618,22 +632,17 @@ async def _fail(
             )
         )
         if changed:
-            if job.cost_cents > 0:
-                await billing.release_hold(
-                    conn,
-                    job.customer_id,  # type: ignore[attr-defined]
-                    job.cost_cents,
-                    job.id,
-                    "job failed",
-                )
-            await _event(
+            await _end_unpaid(
                 conn,
                 job.id,
+                job.customer_id,  # type: ignore[attr-defined]
+                job.cost_cents,
                 JobStatus.RUNNING,
                 JobStatus.FAILED,
                 attempt,
                 state.runner_id,
                 f"failed ({error['type']}): {error['message']}",
+                "job failed",
             )
     if changed:
         logger.error("job failed after attempt {}: {}", attempt, error["message"])
@@ -652,22 +661,17 @@ async def _finish_cancelled(job: Job, state: RunnerState, attempt: int) -> None:
             )
         )
         if changed:
-            if job.cost_cents > 0:
-                await billing.release_hold(
-                    conn,
-                    job.customer_id,  # type: ignore[attr-defined]
-                    job.cost_cents,
-                    job.id,
-                    "cancelled",
-                )
-            await _event(
+            await _end_unpaid(
                 conn,
                 job.id,
+                job.customer_id,  # type: ignore[attr-defined]
+                job.cost_cents,
                 JobStatus.RUNNING,
                 JobStatus.CANCELLED,
                 attempt,
                 state.runner_id,
                 "cancelled while running",
+                "cancelled",
             )
 
 
@@ -699,16 +703,17 @@ async def recover_expired(
                 finished_at=utcnow(),
             )
             if changed:
-                if cost_cents > 0:
-                    await billing.release_hold(conn, customer_id, cost_cents, job_id, "job failed")
-                await _event(
+                await _end_unpaid(
                     conn,
                     job_id,
+                    customer_id,
+                    cost_cents,
                     JobStatus.RUNNING,
                     JobStatus.FAILED,
                     attempts,
                     runner_id,
                     f"failed: {error['message']}",
+                    "job failed",
                 )
         else:
             error = _error("lost", reason, attempts)
