@@ -49,6 +49,7 @@ class Settings:
     seed_file: str = ""  # "" → ./seed/seed.toml, else the repository's seed/seed.toml
     allow_unknown_processors: bool = False
     max_artifact_bytes: int = 50 * 1024 * 1024
+    idempotency_hours: int = 24
     config_file: str | None = field(default=None, compare=False)
 
     @property
@@ -302,6 +303,13 @@ FIELDS: tuple[_Field, ...] = (
         ("INNOSYSTEM_MAX_ARTIFACT_BYTES",),
         _int(1024, 10 * 1024**3),
         "largest upload (POST /artifacts) or processor output file",
+    ),
+    _Field(
+        "idempotency_hours",
+        ("api", "idempotency_hours"),
+        ("INNOSYSTEM_IDEMPOTENCY_HOURS",),
+        _int(24, 24 * 90),
+        "how long an Idempotency-Key and its first response are kept",
     ),
 )
 

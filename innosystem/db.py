@@ -4,6 +4,7 @@ path uses where the ORM cannot say it (conditional updates with RETURNING)."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,14 @@ def sql(conn: BaseDBAsyncClient, text: str) -> str:
 async def fetch(conn: BaseDBAsyncClient, text: str, params: list[Any]) -> list[dict[str, Any]]:
     """Run a statement that returns rows (SELECT, or UPDATE ... RETURNING)."""
     return await conn.execute_query_dict(sql(conn, text), params)
+
+
+def time_param(conn: BaseDBAsyncClient, moment: datetime) -> Any:
+    """A UTC datetime as raw SQL compares it with stored ones: asyncpg takes the object; SQLite
+    stores Tortoise's datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff+00:00' text."""
+    if conn.capabilities.dialect == "postgres":
+        return moment
+    return moment.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")
 
 
 async def ping() -> None:

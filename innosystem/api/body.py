@@ -19,14 +19,37 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
-def validation_details(exc: ValidationError) -> list[dict[str, str]]:
+def validation_details(
+    exc: ValidationError, model: type[BaseModel] | None = None, unknown: str = "unknown field"
+) -> list[dict[str, str]]:
+    immutable = getattr(model, "immutable", frozenset())
     details = []
     for err in exc.errors(include_url=False):
         message = err["msg"]
         if err["type"] == "extra_forbidden":
-            message = "unknown field"
+            message = "cannot be changed" if err["loc"][-1] in immutable else unknown
         details.append({"field": _field_name(err["loc"]), "message": message})
     return details
+
+
+def _invalid(details: list[dict[str, str]]) -> ApiError:
+    fields = ", ".join(d["field"] for d in details)
+    return ApiError(422, "validation_error", f"invalid fields: {fields}", details)
+
+
+def read_query(model: type[M]) -> M:
+    """The query string as ``model``; an empty value counts as absent, a repeated one is 422."""
+    data: dict[str, str] = {}
+    for name in request.args:
+        values = request.args.getlist(name)
+        if len(values) > 1:
+            raise _invalid([{"field": name, "message": "given more than once"}])
+        if values[0] != "":
+            data[name] = values[0]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(validation_details(exc, model, "unknown query parameter")) from None
 
 
 async def read_json(model: type[M]) -> M:
@@ -52,8 +75,7 @@ async def read_json(model: type[M]) -> M:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
     if bad:
-        fields = ", ".join(d["field"] for d in bad)
-        raise ApiError(422, "validation_error", f"invalid fields: {fields}", bad)
+        raise _invalid(bad)
     if not isinstance(data, dict):
         raise ApiError(
             422,
@@ -64,6 +86,4 @@ async def read_json(model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = validation_details(exc)
-        fields = ", ".join(d["field"] for d in details)
-        raise ApiError(422, "validation_error", f"invalid fields: {fields}", details) from None
+        raise _invalid(validation_details(exc, model)) from None

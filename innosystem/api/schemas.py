@@ -1,11 +1,15 @@
-"""Request models (what a client may send) and the JSON shapes the API answers with."""
+"""Request models (what a client may send: bodies and query strings), the response models the
+OpenAPI document is generated from, and the serializers that produce those shapes.
+
+Each ``*_dict`` serializer answers with exactly its ``*Out`` model's fields (a unit test
+validates one against the other), so the published schema is the answer clients get."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -23,7 +27,9 @@ from innosystem.models import (
     Customer,
     Job,
     JobEvent,
+    JobStatus,
     JobType,
+    LedgerKind,
     Priority,
     ProcessorType,
     Project,
@@ -49,6 +55,11 @@ Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    #: Fields that exist on the resource but a client may not change: named as such in the 422.
+    immutable: ClassVar[frozenset[str]] = frozenset()
+
+
+_SERVER_OWNED = frozenset({"id", "status", "created_at", "updated_at"})
 
 
 class JobCreate(_Body):
@@ -97,6 +108,324 @@ class ProjectCreate(_Body):
 class TopUpCreate(_Body):
     amount_cents: StrictInt
     reference: StrictStr = Field(default="", max_length=200)
+
+
+class AdjustmentCreate(_Body):
+    amount_cents: StrictInt
+    reason: StrictStr = Field(min_length=1, max_length=500)
+
+
+class CreditLimitUpdate(_Body):
+    immutable = frozenset({"balance_cents", "held_cents", "currency", "customer_id", "id"})
+    credit_limit_cents: StrictInt
+    reason: StrictStr = Field(default="", max_length=200)
+
+
+# PATCH bodies: every field optional but never null (absent means "unchanged"); defaults are
+# not validated, so a missing field stays None and ``exclude_unset`` drops it.
+class ResellerUpdate(_Body):
+    immutable = _SERVER_OWNED
+    name: StrictStr = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+
+
+class CustomerUpdate(_Body):
+    immutable = _SERVER_OWNED | {"reseller_id", "currency", "credit_limit_cents"}
+    name: StrictStr = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+    email: StrictStr = Field(default=None, min_length=3, max_length=320)  # type: ignore[assignment]
+
+
+class ProjectUpdate(_Body):
+    immutable = _SERVER_OWNED | {"customer_id"}
+    name: StrictStr = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+    description: StrictStr = Field(default=None, max_length=10_000)  # type: ignore[assignment]
+
+
+class JobTypeUpdate(_Body):
+    immutable = _SERVER_OWNED | {"processing_logic_id", "processor_type", "project_id"}
+    name: StrictStr = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+    description: StrictStr = Field(default=None, max_length=10_000)  # type: ignore[assignment]
+    standard_cost_cents: StrictInt = Field(default=None, ge=0, le=1_000_000_000)  # type: ignore[assignment]
+    enabled: StrictBool = None  # type: ignore[assignment]
+    default_priority: Priority = None  # type: ignore[assignment]
+    max_attempts: StrictInt = Field(default=None, ge=1, le=100)  # type: ignore[assignment]
+    backoff_base_ms: StrictInt = Field(default=None, ge=0, le=86_400_000)  # type: ignore[assignment]
+    backoff_max_ms: StrictInt = Field(default=None, ge=0, le=86_400_000)  # type: ignore[assignment]
+    timeout_seconds: StrictInt = Field(default=None, ge=1, le=86_400)  # type: ignore[assignment]
+    sync_timeout_ms: StrictInt = Field(default=None, ge=0, le=600_000)  # type: ignore[assignment]
+
+
+# --- query strings -----------------------------------------------------------------------------
+class _Query(BaseModel):
+    """Query parameters arrive as text; pydantic's lax mode parses numbers, UUIDs and booleans
+    from it. Unknown parameters are refused so a typo never silently widens a filter."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class PageQuery(_Query):
+    limit: int = Field(default=50, ge=1, le=200, description="page size")
+    cursor: str | None = Field(default=None, description="next_cursor of the previous page")
+
+
+StatusFilter = Literal["active", "archived", "all"]
+
+
+class ResellerListQuery(PageQuery):
+    status: StatusFilter = "active"
+    name: str | None = Field(default=None, max_length=200, description="substring, any case")
+
+
+class CustomerListQuery(PageQuery):
+    status: StatusFilter = "active"
+    reseller_id: uuid.UUID | None = None
+    email: str | None = Field(default=None, max_length=320)
+
+
+class ProjectListQuery(PageQuery):
+    status: StatusFilter = "active"
+    customer_id: uuid.UUID | None = None
+
+
+class JobTypeListQuery(PageQuery):
+    status: StatusFilter = "active"
+    project_id: uuid.UUID | None = None
+    enabled: bool | None = None
+    processing_logic_id: str | None = Field(default=None, max_length=128)
+    processor_type: ProcessorType | None = None
+
+
+class JobListQuery(PageQuery):
+    status: JobStatus | None = None
+    customer_id: uuid.UUID | None = None
+    project_id: uuid.UUID | None = None
+    job_type_id: uuid.UUID | None = None
+    created_from: Rfc3339 | None = Field(default=None, description="inclusive")
+    created_to: Rfc3339 | None = Field(default=None, description="exclusive")
+
+
+class TransactionListQuery(PageQuery):
+    kind: LedgerKind | None = None
+
+
+class UsageQuery(_Query):
+    from_: Rfc3339 | None = Field(default=None, alias="from", description="inclusive")
+    to: Rfc3339 | None = Field(default=None, description="exclusive")
+    group_by: Literal["job_type", "project", "day", "customer"] = "job_type"
+
+
+class UploadQuery(_Query):
+    customer_id: uuid.UUID
+    name: str = Field(default="", max_length=255)
+
+
+# --- responses ---------------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class Items(BaseModel, Generic[T]):
+    items: list[T]
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail]
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class ResellerOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerOut(BaseModel):
+    id: uuid.UUID
+    reseller_id: uuid.UUID
+    name: str
+    email: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProjectOut(BaseModel):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    name: str
+    description: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobTypeOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str
+    processing_logic_id: str
+    processor_type: ProcessorType
+    standard_cost_cents: int
+    enabled: bool
+    status: str
+    project_id: uuid.UUID | None
+    default_priority: Priority
+    max_attempts: int
+    backoff_base_ms: int
+    backoff_max_ms: int
+    timeout_seconds: int
+    sync_timeout_ms: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobOut(BaseModel):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    project_id: uuid.UUID | None
+    job_type_id: uuid.UUID
+    status: JobStatus
+    priority: Priority
+    input_data: dict[str, Any]
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    cost_cents: int
+    attempts: int
+    runner_id: str | None
+    run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class EventOut(BaseModel):
+    id: int
+    job_id: uuid.UUID
+    from_status: JobStatus | None
+    to_status: JobStatus
+    attempt: int
+    runner_id: str | None
+    message: str
+    created_at: datetime
+
+
+class WalletOut(BaseModel):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    currency: str
+    balance_cents: int
+    held_cents: int
+    credit_limit_cents: int
+    open_to_buy_cents: int
+
+
+class TransactionOut(BaseModel):
+    id: uuid.UUID
+    kind: LedgerKind
+    amount_cents: int
+    held_delta_cents: int
+    balance_after_cents: int
+    held_after_cents: int
+    job_id: uuid.UUID | None
+    reference: str
+    created_at: datetime
+
+
+class WalletChangeOut(WalletOut):
+    transaction: TransactionOut
+
+
+class ReconciliationOut(BaseModel):
+    wallet_id: uuid.UUID
+    balance_cents: int
+    held_cents: int
+    ledger_balance_cents: int
+    ledger_held_cents: int
+    matches: bool
+
+
+class JobCounts(BaseModel):
+    pending: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    total: int
+
+
+class UsageTotals(BaseModel):
+    jobs: JobCounts
+    captured_cents: dict[str, int] = Field(description="cents captured, by currency")
+
+
+class UsageGroup(UsageTotals):
+    key: str | None
+    name: str | None
+
+
+class UsageOut(BaseModel):
+    customer_id: uuid.UUID | None
+    reseller_id: uuid.UUID | None
+    from_: datetime = Field(alias="from")
+    to: datetime
+    group_by: str
+    totals: UsageTotals
+    groups: list[UsageGroup]
+
+
+class ArtifactOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    customer_id: uuid.UUID
+    job_id: uuid.UUID | None
+    name: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+
+
+class RunnerOut(BaseModel):
+    id: str
+    state: str
+    kind: str
+    hostname: str
+    pid: int
+    supported_job_types: list[str] | None
+    capacity: int
+    in_flight: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "error"]
+    database: str
+    broker: str
+    version: str
+    runner_id: str
+
+
+class ProcessorsOut(BaseModel):
+    items: list[dict[str, Any]]
+    plugins: list[dict[str, Any]]
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -153,6 +482,7 @@ def job_type_dict(job_type: JobType) -> dict[str, Any]:
         "processor_type": job_type.processor_type,
         "standard_cost_cents": job_type.standard_cost_cents,
         "enabled": job_type.enabled,
+        "status": job_type.status,
         "project_id": _id(job_type.project_id),  # type: ignore[attr-defined]
         "default_priority": job_type.default_priority,
         "max_attempts": job_type.max_attempts,
@@ -253,3 +583,11 @@ def wallet_dict(wallet: Wallet) -> dict[str, Any]:
         "credit_limit_cents": wallet.credit_limit_cents,
         "open_to_buy_cents": wallet.open_to_buy_cents,
     }
+
+
+def wallet_change_dict(change: Any) -> dict[str, Any]:
+    return {**wallet_dict(change.wallet), "transaction": transaction_dict(change.transaction)}
+
+
+def usage_dict(report: dict[str, Any]) -> dict[str, Any]:
+    return {**report, "from": _ts(report["from"]), "to": _ts(report["to"])}

@@ -1,13 +1,15 @@
-"""/health and /processors: what operators and load balancers ask."""
+"""/health, /runners, /processors, and the API's own description (/openapi.json, /docs)."""
 
 from __future__ import annotations
 
 import asyncio
+from importlib.resources import files
 
-from quart import Blueprint, current_app, jsonify
+from quart import Blueprint, Response, current_app, jsonify
 
 from innosystem import __version__, db
-from innosystem.api.schemas import runner_dict
+from innosystem.api.openapi import build_spec, operation
+from innosystem.api.schemas import HealthOut, Items, ProcessorsOut, RunnerOut, runner_dict
 from innosystem.plugins import get_registry
 from innosystem.services import runners
 
@@ -25,6 +27,12 @@ async def _check(coro) -> str:
 
 
 @bp.get("/health")
+@operation(
+    "Liveness and dependencies: 503 names the part that is down",
+    "system",
+    response=HealthOut,
+    alternatives={503: HealthOut},
+)
 async def health():
     runtime = current_app.extensions.get("innosystem_runtime")
     database = await _check(db.ping())
@@ -48,6 +56,7 @@ async def health():
 
 
 @bp.get("/runners")
+@operation("Worker processes: live, stopped or lost", "system", response=Items[RunnerOut])
 async def list_runners():
     settings = current_app.config["INNOSYSTEM_SETTINGS"]
     rows = await runners.list_runners(settings.lease_seconds)
@@ -55,8 +64,25 @@ async def list_runners():
 
 
 @bp.get("/processors")
+@operation("Installed processor plugins and their logic ids", "system", response=ProcessorsOut)
 async def processors():
     registry = get_registry()
     return jsonify(
         {"items": registry.describe(), "plugins": [p.as_dict() for p in registry.plugins]}
     )
+
+
+@bp.get("/openapi.json")
+@operation("This API as an OpenAPI 3.1 document", "system")
+async def openapi():
+    spec = current_app.extensions.get("innosystem_openapi")
+    if spec is None:  # built once: the routes and models cannot change while serving
+        spec = current_app.extensions["innosystem_openapi"] = build_spec(current_app)
+    return jsonify(spec)
+
+
+@bp.get("/docs")
+@operation("Interactive API documentation (self-contained, no CDN)", "system")
+async def docs():
+    page = files("innosystem.api").joinpath("docs.html").read_text(encoding="utf-8")
+    return Response(page, content_type="text/html; charset=utf-8")

@@ -2,6 +2,7 @@
 
 from innosystem.models.artifacts import Artifact
 from innosystem.models.billing import LedgerKind, Wallet, WalletTransaction
+from innosystem.models.idempotency import IdempotencyKey
 from innosystem.models.jobs import Job, JobEvent, JobStatus, JobType, Priority, ProcessorType
 from innosystem.models.runners import Runner
 from innosystem.models.tenants import Customer, Project, Reseller
@@ -12,12 +13,14 @@ MODEL_MODULES = [
     "innosystem.models.billing",
     "innosystem.models.jobs",
     "innosystem.models.runners",
+    "innosystem.models.idempotency",
 ]
 
 __all__ = [
     "MODEL_MODULES",
     "Artifact",
     "Customer",
+    "IdempotencyKey",
     "Job",
     "JobEvent",
     "JobStatus",

@@ -20,6 +20,7 @@ class LedgerKind(StrEnum):
     CAPTURE = "capture"
     RELEASE = "release"
     ADJUSTMENT = "adjustment"
+    CREDIT_LIMIT = "credit_limit"  # amount 0: records a credit limit change on the ledger
 
 
 class Wallet(Model):

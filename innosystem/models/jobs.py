@@ -48,6 +48,7 @@ class JobType(Model):
     backoff_max_ms = fields.IntField(default=300_000)
     timeout_seconds = fields.IntField(default=300)
     sync_timeout_ms = fields.IntField(default=30_000)
+    status = fields.CharField(max_length=16, default="active", db_default="active")
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -80,8 +81,6 @@ class Job(Model):
     # When the broker message for the current pending period was (or is due to be) delivered;
     # null means no message is known to be in flight, so the sweeper must send one.
     enqueued_at = fields.DatetimeField(null=True)
-    idempotency_key = fields.CharField(max_length=255, null=True)
-    request_hash = fields.CharField(max_length=64, null=True)  # of the body that used the key
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
     started_at = fields.DatetimeField(null=True)
@@ -89,12 +88,13 @@ class Job(Model):
 
     class Meta:
         table = "jobs"
-        unique_together = (("customer", "idempotency_key"),)
         indexes = (
             ("status", "run_at"),  # sweeper: due pending jobs
             ("status", "lease_until"),  # sweeper: expired leases
             ("customer_id", "created_at"),  # listing per customer
             ("created_at", "id"),  # cursor pagination
+            ("job_type_id", "created_at"),  # usage per job type, "has jobs?" on delete
+            ("project_id", "created_at"),  # usage per project, "has jobs?" on delete
         )
 
 

@@ -8,18 +8,17 @@ The database is the source of truth; broker messages are only nudges (see ``inno
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import json
 import random
 import uuid
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from loguru import logger
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from innosystem import jsonsafe
@@ -37,7 +36,7 @@ from innosystem.errors import (
 from innosystem.models import Artifact, Customer, Job, JobEvent, JobStatus, JobType, Project
 from innosystem.plugins import ProcessorRegistry, get_registry
 from innosystem.processors import JobContext, Processor
-from innosystem.services import billing, pagination, runners
+from innosystem.services import billing, idempotency, pagination, runners
 from innosystem.services.runners import RunnerState, utcnow
 
 MAX_ERROR_CHARS = 4000
@@ -46,11 +45,6 @@ MAX_BROKER_DELAY = timedelta(minutes=5)
 
 
 # --- submit -------------------------------------------------------------------------------------
-def request_hash(body: dict[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 async def submit(
     *,
     customer_id: uuid.UUID,
@@ -59,44 +53,42 @@ async def submit(
     project_id: uuid.UUID | None = None,
     priority: str | None = None,
     run_at: datetime | None = None,
-    idempotency_key: str | None = None,
+    keyed: idempotency.Keyed | None = None,
+    render: Callable[[Job], dict[str, Any]] = lambda job: {},
     registry: ProcessorRegistry | None = None,
-) -> tuple[Job, bool]:
-    """Create a paid, queued job. Returns (job, created); created is False when an
-    Idempotency-Key replay returns the job the first request made."""
+) -> idempotency.Outcome[Job]:
+    """Create a paid, queued job: the job row, its hold and its event in one transaction, the
+    broker send after commit. With ``keyed``, a retry of the same request returns the first
+    response (``render`` of the job as created) and creates nothing."""
+    prior = await idempotency.replay(keyed)
+    if prior is not None:
+        return prior
     registry = registry or get_registry()
-    body_hash = request_hash(
-        {
-            "customer_id": customer_id,
-            "job_type_id": job_type_id,
-            "input_data": input_data,
-            "project_id": project_id,
-            "priority": priority,
-            "run_at": run_at.astimezone(UTC).isoformat() if run_at else None,
-        }
-    )
-    if idempotency_key is not None:
-        existing = await _replay(customer_id, idempotency_key, body_hash)
-        if existing is not None:
-            return existing, False
-
     job_type = await JobType.get_or_none(id=job_type_id)
     if job_type is None:
         raise NotFound(
             f"job type {job_type_id} not found", [{"field": "job_type_id", "message": "not found"}]
         )
-    if not await Customer.exists(id=customer_id):
+    customer_status = await Customer.filter(id=customer_id).values_list("status", flat=True)
+    if not customer_status:
         raise NotFound(
             f"customer {customer_id} not found", [{"field": "customer_id", "message": "not found"}]
         )
-    if project_id is not None and not await Project.exists(id=project_id, customer_id=customer_id):
-        raise NotFound(
-            f"project {project_id} not found for this customer",
-            [{"field": "project_id", "message": "not found"}],
+    _require_active("customer", customer_id, customer_status[0], "customer_id")
+    if project_id is not None:
+        project_status = await Project.filter(id=project_id, customer_id=customer_id).values_list(
+            "status", flat=True
         )
+        if not project_status:
+            raise NotFound(
+                f"project {project_id} not found for this customer",
+                [{"field": "project_id", "message": "not found"}],
+            )
+        _require_active("project", project_id, project_status[0], "project_id")
     scope = job_type.project_id  # type: ignore[attr-defined]
     if scope is not None and scope != project_id:
         raise ValidationFailed.field("job_type_id", "this job type belongs to another project")
+    _require_active("job type", job_type.id, job_type.status, "job_type_id")
     if not job_type.enabled:
         raise Conflict(
             f"job type {job_type.name!r} is disabled",
@@ -116,58 +108,41 @@ async def submit(
     # Near-term schedules ride the broker's delay; far ones wait in the database until the
     # sweeper finds them due (a delayed message is held in worker memory until its time).
     via_broker = due is None or due - now <= MAX_BROKER_DELAY
-    try:
-        async with in_transaction() as conn:
-            job = await Job.create(
-                using_db=conn,
-                customer_id=customer_id,
-                project_id=project_id,
-                job_type_id=job_type.id,
-                status=JobStatus.PENDING.value,
-                priority=priority or job_type.default_priority,
-                input_data=input_data,
-                cost_cents=job_type.standard_cost_cents,
-                run_at=due,
-                # Set optimistically: the send follows the commit; if it fails we clear it and
-                # the sweeper sends instead.
-                enqueued_at=(due or now) if via_broker else None,
-                idempotency_key=idempotency_key,
-                request_hash=body_hash if idempotency_key else None,
-            )
-            if job.cost_cents > 0:
-                await billing.place_hold(conn, customer_id, job.cost_cents, job.id)
-            await _event(
-                conn,
-                job.id,
-                None,
-                JobStatus.PENDING,
-                0,
-                None,
-                f"submitted; {job.cost_cents} cents held",
-            )
-    except IntegrityError:
-        if idempotency_key is None:
-            raise
-        # A concurrent request with the same key committed first: answer as it did.
-        existing = await _replay(customer_id, idempotency_key, body_hash)
-        if existing is None:  # pragma: no cover - the unique index guarantees a row
-            raise
-        return existing, False
 
-    if via_broker:
-        delay_ms = int((due - now).total_seconds() * 1000) if due else None
-        await _dispatch(job.id, delay_ms)
-    return job, True
-
-
-async def _replay(customer_id: uuid.UUID, key: str, body_hash: str) -> Job | None:
-    job = await Job.get_or_none(customer_id=customer_id, idempotency_key=key)
-    if job is not None and job.request_hash != body_hash:
-        raise Conflict(
-            "this Idempotency-Key was used with a different request body",
-            [{"field": "Idempotency-Key", "message": "reused with another body"}],
+    async def effect(conn: BaseDBAsyncClient) -> Job:
+        job = await Job.create(
+            using_db=conn,
+            customer_id=customer_id,
+            project_id=project_id,
+            job_type_id=job_type.id,
+            status=JobStatus.PENDING.value,
+            priority=priority or job_type.default_priority,
+            input_data=input_data,
+            cost_cents=job_type.standard_cost_cents,
+            run_at=due,
+            # Set optimistically: the send follows the commit; if it fails we clear it and
+            # the sweeper sends instead.
+            enqueued_at=(due or now) if via_broker else None,
         )
-    return job
+        if job.cost_cents > 0:
+            await billing.place_hold(conn, customer_id, job.cost_cents, job.id)
+        message = f"submitted; {job.cost_cents} cents held"
+        await _event(conn, job.id, None, JobStatus.PENDING, 0, None, message)
+        return job
+
+    outcome = await idempotency.run(keyed, effect, render, 201)
+    if via_broker and outcome.result is not None:
+        delay_ms = int((due - now).total_seconds() * 1000) if due else None
+        await _dispatch(outcome.result.id, delay_ms)
+    return outcome
+
+
+def _require_active(kind: str, entity_id: Any, status: str, field: str) -> None:
+    if status != "active":
+        raise Conflict(
+            f"{kind} {entity_id} is archived; no new jobs can be submitted for it",
+            [{"field": field, "message": "is archived"}],
+        )
 
 
 async def _dispatch(job_id: uuid.UUID, delay_ms: int | None = None) -> None:
@@ -746,6 +721,8 @@ async def list_jobs(
     customer_id: uuid.UUID | None = None,
     job_type_id: uuid.UUID | None = None,
     project_id: uuid.UUID | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[Job], str | None]:
@@ -763,4 +740,8 @@ async def list_jobs(
         query = query.filter(job_type_id=job_type_id)
     if project_id is not None:
         query = query.filter(project_id=project_id)
+    if created_from is not None:
+        query = query.filter(created_at__gte=created_from)
+    if created_to is not None:
+        query = query.filter(created_at__lt=created_to)
     return await pagination.page(query, limit, cursor)

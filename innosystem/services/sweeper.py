@@ -18,6 +18,7 @@ from tortoise.expressions import Q
 
 from innosystem.broker import get_dispatcher
 from innosystem.models import Job, JobStatus
+from innosystem.services import idempotency
 from innosystem.services.jobs import recover_expired
 from innosystem.services.runners import RunnerState, utcnow
 
@@ -67,6 +68,8 @@ async def sweep(state: RunnerState, *, startup: bool = False) -> SweepReport:
             reason,
         ):
             report.recovered += 1
+
+    await idempotency.purge_expired(timedelta(hours=state.settings.idempotency_hours))
 
     dispatcher = get_dispatcher()
     if dispatcher is None:

@@ -10,10 +10,27 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from innosystem.errors import Conflict, NotFound, ValidationFailed
-from innosystem.models import Customer, Project, Reseller, Wallet
+from innosystem.models import (
+    Customer,
+    IdempotencyKey,
+    Job,
+    JobType,
+    Project,
+    Reseller,
+    Wallet,
+    WalletTransaction,
+)
+from innosystem.services import pagination
+from innosystem.services.billing import check_credit_limit, check_currency
+from innosystem.services.runners import utcnow
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+ACTIVE = "active"
+ARCHIVED = "archived"
+STATUS_FILTERS = (ACTIVE, ARCHIVED, "all")
+
+Tenant = Reseller | Customer | Project
 
 
 def normalize_email(email: str) -> str:
@@ -44,20 +61,16 @@ async def create_customer(
     customer_id: uuid.UUID | None = None,
 ) -> Customer:
     email = normalize_email(email)
-    currency = currency.upper()
-    if not _CURRENCY.match(currency):
-        raise ValidationFailed.field("currency", "must be an ISO 4217 code such as EUR")
-    if credit_limit_cents < 0:
-        raise ValidationFailed.field("credit_limit_cents", "must not be negative")
-    if not await Reseller.exists(id=reseller_id):
+    currency = check_currency(currency)
+    credit_limit_cents = check_credit_limit(credit_limit_cents)
+    reseller = await Reseller.get_or_none(id=reseller_id)
+    if reseller is None:
         raise NotFound(
             f"reseller {reseller_id} not found", [{"field": "reseller_id", "message": "not found"}]
         )
+    _require_active(reseller, "reseller_id")
     if await Customer.exists(email=email):
-        raise Conflict(
-            f"a customer with email {email} already exists",
-            [{"field": "email", "message": "already in use"}],
-        )
+        raise _email_taken(email)
     try:
         async with in_transaction() as conn:
             extra: dict[str, Any] = {"id": customer_id} if customer_id else {}
@@ -71,11 +84,24 @@ async def create_customer(
                 credit_limit_cents=credit_limit_cents,
             )
     except IntegrityError:  # lost a race on the unique email
-        raise Conflict(
-            f"a customer with email {email} already exists",
-            [{"field": "email", "message": "already in use"}],
-        ) from None
+        raise _email_taken(email) from None
     return customer
+
+
+def _email_taken(email: str) -> Conflict:
+    return Conflict(
+        f"a customer with email {email} already exists",
+        [{"field": "email", "message": "already in use"}],
+    )
+
+
+def _require_active(parent: Tenant, field: str) -> None:
+    if parent.status != ACTIVE:
+        kind = type(parent).__name__.lower()
+        raise Conflict(
+            f"{kind} {parent.id} is archived; nothing new can be created under it",
+            [{"field": field, "message": "is archived"}],
+        )
 
 
 async def get_customer(customer_id: uuid.UUID) -> Customer:
@@ -86,10 +112,12 @@ async def get_customer(customer_id: uuid.UUID) -> Customer:
 
 
 async def create_project(customer_id: uuid.UUID, name: str, description: str = "") -> Project:
-    if not await Customer.exists(id=customer_id):
+    customer = await Customer.get_or_none(id=customer_id)
+    if customer is None:
         raise NotFound(
             f"customer {customer_id} not found", [{"field": "customer_id", "message": "not found"}]
         )
+    _require_active(customer, "customer_id")
     return await Project.create(customer_id=customer_id, name=name, description=description)
 
 
@@ -98,3 +126,148 @@ async def get_project(project_id: uuid.UUID) -> Project:
     if project is None:
         raise NotFound(f"project {project_id} not found")
     return project
+
+
+# --- list -----------------------------------------------------------------------------------
+def _with_status(query: Any, status: str) -> Any:
+    return query if status == "all" else query.filter(status=status)
+
+
+async def list_resellers(
+    *, status: str = ACTIVE, name: str | None = None, limit: int = 50, cursor: str | None = None
+) -> tuple[list[Reseller], str | None]:
+    query = _with_status(Reseller.all(), status)
+    if name:
+        query = query.filter(name__icontains=name)
+    return await pagination.page(query, limit, cursor)
+
+
+async def list_customers(
+    *,
+    status: str = ACTIVE,
+    reseller_id: uuid.UUID | None = None,
+    email: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Customer], str | None]:
+    query = _with_status(Customer.all(), status)
+    if reseller_id is not None:
+        query = query.filter(reseller_id=reseller_id)
+    if email:
+        query = query.filter(email=email.strip().lower())
+    return await pagination.page(query, limit, cursor)
+
+
+async def list_projects(
+    *,
+    status: str = ACTIVE,
+    customer_id: uuid.UUID | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Project], str | None]:
+    query = _with_status(Project.all(), status)
+    if customer_id is not None:
+        query = query.filter(customer_id=customer_id)
+    return await pagination.page(query, limit, cursor)
+
+
+# --- update ---------------------------------------------------------------------------------
+def _require_changeable(entity: Tenant) -> None:
+    if entity.status != ACTIVE:
+        kind = type(entity).__name__.lower()
+        raise Conflict(
+            f"{kind} {entity.id} is archived and cannot be changed",
+            [{"field": "status", "message": "is archived"}],
+        )
+
+
+async def update_reseller(reseller_id: uuid.UUID, changes: dict[str, Any]) -> Reseller:
+    """``changes`` holds only fields a client may set (the API model guarantees it)."""
+    reseller = await get_reseller(reseller_id)
+    _require_changeable(reseller)
+    if changes:
+        await reseller.update_from_dict(changes).save(update_fields=[*changes, "updated_at"])
+    return reseller
+
+
+async def update_customer(customer_id: uuid.UUID, changes: dict[str, Any]) -> Customer:
+    customer = await get_customer(customer_id)
+    _require_changeable(customer)
+    if "email" in changes:
+        changes["email"] = normalize_email(changes["email"])
+        if changes["email"] != customer.email and await Customer.exists(email=changes["email"]):
+            raise _email_taken(changes["email"])
+    if changes:
+        try:
+            await customer.update_from_dict(changes).save(update_fields=[*changes, "updated_at"])
+        except IntegrityError:  # lost a race on the unique email
+            raise _email_taken(changes["email"]) from None
+    return customer
+
+
+async def update_project(project_id: uuid.UUID, changes: dict[str, Any]) -> Project:
+    project = await get_project(project_id)
+    _require_changeable(project)
+    if changes:
+        await project.update_from_dict(changes).save(update_fields=[*changes, "updated_at"])
+    return project
+
+
+# --- delete or archive ------------------------------------------------------------------------
+# A resource with history (jobs, money, children) is archived rather than deleted, so no job or
+# ledger row ever loses its owner; archiving cascades down. Returns None when it was deleted.
+
+
+async def delete_reseller(reseller_id: uuid.UUID) -> Reseller | None:
+    reseller = await get_reseller(reseller_id)
+    async with in_transaction() as conn:
+        if not await Customer.filter(reseller_id=reseller_id).using_db(conn).exists():
+            await Reseller.filter(id=reseller_id).using_db(conn).delete()
+            return None
+        customer_ids = await (
+            Customer.filter(reseller_id=reseller_id).using_db(conn).values_list("id", flat=True)
+        )
+        await _archive(conn, Project.filter(customer_id__in=customer_ids))
+        await _archive(conn, Customer.filter(reseller_id=reseller_id))
+        await _archive(conn, Reseller.filter(id=reseller_id))
+    await reseller.refresh_from_db()
+    return reseller
+
+
+async def delete_customer(customer_id: uuid.UUID) -> Customer | None:
+    customer = await get_customer(customer_id)
+    async with in_transaction() as conn:
+        wallet = await Wallet.get(customer_id=customer_id).using_db(conn)
+        history = (
+            await Project.filter(customer_id=customer_id).using_db(conn).exists()
+            or await Job.filter(customer_id=customer_id).using_db(conn).exists()
+            or await WalletTransaction.filter(wallet_id=wallet.id).using_db(conn).exists()
+        )
+        if not history:
+            await IdempotencyKey.filter(customer_id=customer_id).using_db(conn).delete()
+            await Wallet.filter(id=wallet.id).using_db(conn).delete()
+            await Customer.filter(id=customer_id).using_db(conn).delete()
+            return None
+        await _archive(conn, Project.filter(customer_id=customer_id))
+        await _archive(conn, Customer.filter(id=customer_id))
+    await customer.refresh_from_db()
+    return customer
+
+
+async def delete_project(project_id: uuid.UUID) -> Project | None:
+    project = await get_project(project_id)
+    async with in_transaction() as conn:
+        history = (
+            await Job.filter(project_id=project_id).using_db(conn).exists()
+            or await JobType.filter(project_id=project_id).using_db(conn).exists()
+        )
+        if not history:
+            await Project.filter(id=project_id).using_db(conn).delete()
+            return None
+        await _archive(conn, Project.filter(id=project_id))
+    await project.refresh_from_db()
+    return project
+
+
+async def _archive(conn: Any, query: Any) -> None:
+    await query.using_db(conn).filter(status=ACTIVE).update(status=ARCHIVED, updated_at=utcnow())

@@ -309,6 +309,9 @@ def test_top_up_raises_balance_and_writes_a_ledger_row(api: httpx.Client):
     wallet = response.json()
     assert wallet["balance_cents"] == 2_500
     assert wallet["open_to_buy_cents"] == 2_500
+    transaction = wallet.pop("transaction")
+    assert (transaction["kind"], transaction["amount_cents"]) == ("top_up", 2_500)
+    assert transaction["reference"] == "invoice 17"
     assert api.get(f"/customers/{tenant.customer_id}/wallet").json() == wallet
 
     second = api.post(f"/customers/{tenant.customer_id}/wallet/top-ups", json={"amount_cents": 1})

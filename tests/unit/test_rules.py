@@ -11,7 +11,7 @@ import pytest
 
 from innosystem import config
 from innosystem.errors import ConfigError, ValidationFailed
-from innosystem.services import billing, jobs, pagination, tenants
+from innosystem.services import billing, idempotency, jobs, pagination, tenants
 
 
 # --- billing ------------------------------------------------------------------------------------
@@ -111,8 +111,12 @@ def test_backoff_zero_when_base_or_cap_is_zero(base: int, cap: int):
     assert {jobs.backoff_ms(job_type(base, cap), n) for n in range(1, 10)} == {0}
 
 
-# --- idempotency hash ---------------------------------------------------------------------------
-def test_request_hash_is_stable_under_key_order():
+# --- idempotency fingerprint --------------------------------------------------------------------
+def fp(body, method="POST", path="/jobs"):
+    return idempotency.fingerprint(method, path, body)
+
+
+def test_fingerprint_is_stable_under_key_order():
     customer = uuid.uuid4()
     a = {
         "customer_id": customer,
@@ -124,22 +128,36 @@ def test_request_hash_is_stable_under_key_order():
         "input_data": {"b": {"y": None, "x": [1, 2]}, "a": 1},
         "customer_id": customer,
     }
-    assert jobs.request_hash(a) == jobs.request_hash(b)
-    assert len(jobs.request_hash(a)) == 64
-    int(jobs.request_hash(a), 16)  # hex
+    assert fp(a) == fp(b)
+    assert len(fp(a)) == 64
+    int(fp(a), 16)  # hex
 
 
-def test_request_hash_changes_with_content():
+def test_fingerprint_changes_with_content_method_and_path():
     base = {"input_data": {"a": 1}, "priority": None}
-    assert jobs.request_hash(base) != jobs.request_hash({**base, "input_data": {"a": 2}})
-    assert jobs.request_hash(base) != jobs.request_hash({**base, "priority": "high"})
-    assert jobs.request_hash(base) != jobs.request_hash({**base, "input_data": {"a": "1"}})
+    assert fp(base) != fp({**base, "input_data": {"a": 2}})
+    assert fp(base) != fp({**base, "priority": "high"})
+    assert fp(base) != fp({**base, "input_data": {"a": "1"}})
+    assert fp(base) != fp(base, path="/customers/x/wallet/top-ups")
+    assert fp(base) != fp(base, method="PUT")
 
 
-def test_request_hash_accepts_uuids_and_datetimes():
+def test_fingerprint_accepts_uuids_and_datetimes():
     when = datetime(2030, 1, 1, tzinfo=UTC)
     body = {"customer_id": uuid.UUID(int=1), "run_at": when}
-    assert jobs.request_hash(body) == jobs.request_hash(dict(body))
+    assert fp(body) == fp(dict(body))
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "caf\u00e9", "nl\n"])
+def test_idempotency_key_must_be_printable_ascii_up_to_255(key: str):
+    with pytest.raises(ValidationFailed) as err:
+        idempotency.check_key(key)
+    assert err.value.details[0]["field"] == "Idempotency-Key"
+
+
+def test_idempotency_key_of_255_printable_characters_is_accepted():
+    key = ("A-z 0~!" * 40)[:255]
+    assert idempotency.check_key(key) == key
 
 
 # --- cursors ------------------------------------------------------------------------------------
