@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins = sub.add_parser("plugins", help="list discovered processor plugins")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from innosystem import tester
+
+    tester.add_arguments(
+        sub.add_parser("tester", help="drive a live instance end to end; non-zero on a failure")
+    )
     return parser
 
 
@@ -169,6 +175,10 @@ def _plugins(as_json: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "tester":  # a client of some other instance: no local settings apply
+        from innosystem import tester
+
+        return tester.run(args)
     try:
         settings = load_settings(_overrides(args))
         setup_logging(settings.log_level, settings.log_format)

@@ -21,9 +21,7 @@ def keyed(customer_id: uuid.UUID, body: BaseModel) -> idempotency.Keyed | None:
     return idempotency.Keyed(
         customer_id=customer_id,
         key=idempotency.check_key(key),
-        fingerprint=idempotency.fingerprint(
-            request.method, request.path, body.model_dump()
-        ),
+        fingerprint=idempotency.fingerprint(request.method, request.path, body.model_dump()),
         retention=timedelta(hours=settings.idempotency_hours),
     )
 
