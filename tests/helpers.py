@@ -481,3 +481,50 @@ def wait_all_final(
     return wait_for(
         done, timeout=timeout, interval=0.2, what="every job reaches a final state", servers=servers
     )
+
+
+# --- error envelopes and list pages over HTTP ---------------------------------------------------
+def assert_envelope(
+    response: httpx.Response, status: int | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """A refused request answered with the one error envelope
+    ``{"error": {"code", "message", "details": [{"field", "message"}]}}``; ``status`` is the exact
+    status expected, or None for any 4xx. Returns the ``error`` object."""
+    if status is None:
+        assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    else:
+        assert response.status_code == status, (response.status_code, response.text)
+    content_type = response.headers.get("content-type", "")
+    assert content_type.startswith("application/json"), (content_type, response.text)
+    body = response.json()
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error, dict) and set(error) == {"code", "message", "details"}, error
+    assert isinstance(error["code"], str) and error["code"], error
+    assert isinstance(error["message"], str) and error["message"], error
+    assert isinstance(error["details"], list), error
+    for detail in error["details"]:
+        assert isinstance(detail, dict) and set(detail) == {"field", "message"}, detail
+    if code is not None:
+        assert error["code"] == code, error
+    return error
+
+
+def walk_pages(
+    client: httpx.Client, path: str, params: dict[str, Any] | None = None, limit: int = 2
+) -> list[list[dict[str, Any]]]:
+    """Every page of a list, following ``next_cursor``; bounded, so that a cursor that never
+    ends fails the test instead of looping."""
+    pages: list[list[dict[str, Any]]] = []
+    cursor: str | None = None
+    for _ in range(200):
+        query = {**(params or {}), "limit": limit, **({"cursor": cursor} if cursor else {})}
+        response = client.get(path, params=query)
+        assert response.status_code == 200, (path, query, response.text)
+        body = response.json()
+        assert set(body) == {"items", "next_cursor"}, body
+        pages.append(body["items"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return pages
+    pytest.fail(f"{path} {params}: still a next_cursor after 200 pages")

@@ -112,13 +112,14 @@ class TopUpCreate(_Body):
 
 class AdjustmentCreate(_Body):
     amount_cents: StrictInt
-    reason: StrictStr = Field(min_length=1, max_length=500)
+    reason: StrictStr = Field(min_length=1, max_length=200)  # kept whole as the ledger reference
 
 
 class CreditLimitUpdate(_Body):
     immutable = frozenset({"balance_cents", "held_cents", "currency", "customer_id", "id"})
     credit_limit_cents: StrictInt
-    reason: StrictStr = Field(default="", max_length=200)
+    # The ledger reference is "credit limit OLD -> NEW: reason", 200 characters at most.
+    reason: StrictStr = Field(default="", max_length=150)
 
 
 # PATCH bodies: every field optional but never null (absent means "unchanged"); defaults are

@@ -14,7 +14,7 @@ import random
 import uuid
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loguru import logger
@@ -740,8 +740,9 @@ async def list_jobs(
         query = query.filter(job_type_id=job_type_id)
     if project_id is not None:
         query = query.filter(project_id=project_id)
+    # In UTC: SQLite compares the stored UTC text, so another offset would compare wrongly.
     if created_from is not None:
-        query = query.filter(created_at__gte=created_from)
+        query = query.filter(created_at__gte=created_from.astimezone(UTC))
     if created_to is not None:
-        query = query.filter(created_at__lt=created_to)
+        query = query.filter(created_at__lt=created_to.astimezone(UTC))
     return await pagination.page(query, limit, cursor)
