@@ -15,9 +15,20 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, Middleware
 
 from innosystem.config import Settings
+from innosystem.models import Priority
 
-JOB_QUEUE = "jobs"
-RUN_JOB_ACTOR = "run_job"
+#: Queue for jobs the sweeper's starvation guard found waiting too long: ahead of everything.
+AGED = "aged"
+
+#: One queue per priority, each with its own actor (same body, see innosystem.worker). A worker
+#: consumes them all; Dramatiq's work queue orders prefetched messages by actor priority (lower
+#: first), so a high job overtakes a whole low backlog, which waits in the broker, not in memory.
+QUEUES: dict[str, tuple[str, str, int]] = {
+    AGED: ("jobs.aged", "run_job_aged", 0),
+    Priority.HIGH.value: ("jobs.high", "run_job_high", 10),
+    Priority.NORMAL.value: ("jobs", "run_job", 20),
+    Priority.LOW.value: ("jobs.low", "run_job_low", 30),
+}
 
 
 def create_broker(settings: Settings, extra_middleware: list[Middleware] | None = None) -> Any:
@@ -38,30 +49,35 @@ def create_broker(settings: Settings, extra_middleware: list[Middleware] | None 
 class Dispatcher:
     """Sends "run job X" messages; the one way services reach the broker."""
 
-    def __init__(self, broker: Any, actor: dramatiq.Actor, *, blocking: bool) -> None:
+    def __init__(self, broker: Any, actors: dict[str, dramatiq.Actor], *, blocking: bool) -> None:
         self.broker = broker
-        self.actor = actor
+        self.actors = actors  # by priority
         self._blocking = blocking
 
-    async def send(self, job_id: str, delay_ms: int | None = None) -> None:
-        """Enqueue; a network broker's blocking send runs off the event loop."""
+    async def send(
+        self, job_id: str, delay_ms: int | None = None, priority: str = Priority.NORMAL.value
+    ) -> None:
+        """Enqueue on the priority's queue; a network broker's blocking send runs off the
+        event loop."""
         kwargs: dict[str, Any] = {"args": (job_id,)}
         if delay_ms and delay_ms > 0:
             kwargs["delay"] = int(delay_ms)
+        actor = self.actors[priority]
         if self._blocking:
-            await asyncio.to_thread(self.actor.send_with_options, **kwargs)
+            await asyncio.to_thread(actor.send_with_options, **kwargs)
         else:
-            self.actor.send_with_options(**kwargs)
+            actor.send_with_options(**kwargs)
 
-    async def send_many(self, job_ids: list[str]) -> None:
+    async def send_many(self, jobs: list[tuple[str, str]]) -> None:
+        """``jobs``: (job id, priority) pairs."""
         if self._blocking:
-            await asyncio.to_thread(self._send_all, job_ids)
+            await asyncio.to_thread(self._send_all, jobs)
         else:
-            self._send_all(job_ids)
+            self._send_all(jobs)
 
-    def _send_all(self, job_ids: list[str]) -> None:
-        for job_id in job_ids:
-            self.actor.send_with_options(args=(job_id,))
+    def _send_all(self, jobs: list[tuple[str, str]]) -> None:
+        for job_id, priority in jobs:
+            self.actors[priority].send_with_options(args=(job_id,))
 
     async def ping(self) -> None:
         """Raise if the broker cannot be reached."""

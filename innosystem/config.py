@@ -43,6 +43,8 @@ class Settings:
     poll_interval_ms: int = 2000
     lease_seconds: int = 30
     requeue_after_seconds: int = 120
+    priority_aging_seconds: int = 60
+    cancel_grace_seconds: float = 10.0
     shutdown_timeout_seconds: float = 10.0
     auto_migrate: bool = True
     auto_seed: bool = True
@@ -265,6 +267,20 @@ FIELDS: tuple[_Field, ...] = (
         ("INNOSYSTEM_REQUEUE_AFTER_SECONDS",),
         _int(1, 86_400),
         "a pending job not picked up this long after enqueue is sent again",
+    ),
+    _Field(
+        "priority_aging_seconds",
+        ("worker", "priority_aging_seconds"),
+        ("INNOSYSTEM_PRIORITY_AGING_SECONDS",),
+        _int(1, 86_400),
+        "a due job waiting this long is re-sent one priority higher (starvation guard)",
+    ),
+    _Field(
+        "cancel_grace_seconds",
+        ("worker", "cancel_grace_seconds"),
+        ("INNOSYSTEM_CANCEL_GRACE_SECONDS",),
+        _float(0, 3600),
+        "a running job asked to cancel is stopped by force after this long",
     ),
     _Field(
         "shutdown_timeout_seconds",

@@ -81,6 +81,22 @@ class JobContext:
     artifacts: Any = None
     _cancel: threading.Event = field(default_factory=threading.Event)
     _progress: Callable[[dict[str, Any]], None] | None = None
+    #: In a CPU pool process: asks the parent whether the job was cancelled.
+    _cancel_check: Callable[[], bool] | None = None
+    _cancel_async: asyncio.Event | None = None
+
+    def request_cancel(self) -> None:
+        """The runner's side (on its event loop): tell the processor to stop."""
+        self._cancel.set()
+        self.cancel_event().set()
+
+    def cancel_event(self) -> asyncio.Event:
+        """Set when a cancel is requested: what the runner awaits to enforce the grace period."""
+        if self._cancel_async is None:
+            self._cancel_async = asyncio.Event()
+            if self._cancel.is_set():
+                self._cancel_async.set()
+        return self._cancel_async
 
     @property
     def logger(self) -> Any:
@@ -88,21 +104,26 @@ class JobContext:
 
     def cancelled(self) -> bool:
         """True once the job was asked to stop; long processors should check it between steps."""
+        if self._cancel_check is not None and not self._cancel.is_set() and self._cancel_check():
+            self._cancel.set()
         return self._cancel.is_set()
 
     def raise_if_cancelled(self) -> None:
-        if self._cancel.is_set():
+        if self.cancelled():
             raise JobCancelled("the job was cancelled")
 
     def report_progress(self, **progress: Any) -> None:
         """Record progress (e.g. total/succeeded/failed); shown on ``GET /jobs/{id}``."""
+        self.report_progress_dict(dict(progress))
+
+    def report_progress_dict(self, progress: dict[str, Any]) -> None:
         if self._progress is not None:
-            self._progress(dict(progress))
+            self._progress(progress)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep that wakes early on cancellation (for async processors)."""
         deadline = asyncio.get_running_loop().time() + seconds
-        while not self._cancel.is_set():
+        while not self.cancelled():
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return

@@ -609,15 +609,17 @@ def _submit(
         headers={"Idempotency-Key": key} if key else None,
     )
     job = _json(response) or {}
-    if response.status_code == 201:
+    # Async and Batch types answer 201; a Sync type answers in the request: 200 with the
+    # finished job, or 202 when it runs past the type's sync timeout.
+    wanted = {200, 202} if job_type.get("processor_type") == "sync" else {201}
+    accepted = response.status_code in wanted
+    if accepted:
         ctx.jobs.append(TrackedJob(label, job))
-    if response.status_code != 201 or job.get("cost_cents") != job_type["standard_cost_cents"]:
+    if not accepted or job.get("cost_cents") != job_type["standard_cost_cents"]:
         price = job_type["standard_cost_cents"]
         ctx.rec.fail(
             f"{label} submitted",
-            f"cost {job.get('cost_cents')}, price {price}"
-            if response.status_code == 201
-            else _said(response),
+            f"cost {job.get('cost_cents')}, price {price}" if accepted else _said(response),
         )
     return response
 

@@ -20,8 +20,7 @@ from loguru import logger
 
 from innosystem import db
 from innosystem.broker import (
-    JOB_QUEUE,
-    RUN_JOB_ACTOR,
+    QUEUES,
     Dispatcher,
     create_broker,
     get_dispatcher,
@@ -31,7 +30,7 @@ from innosystem.config import Settings, redacted_url
 from innosystem.models import Job, JobStatus
 from innosystem.plugins import ProcessorRegistry
 from innosystem.services import runners
-from innosystem.services.jobs import execute_job
+from innosystem.services.jobs import execute_job, poll_cancellations
 from innosystem.services.runners import RunnerState, utcnow
 from innosystem.services.sweeper import sweep
 
@@ -97,13 +96,21 @@ class WorkerRuntime:
         global _state
         loop = asyncio.get_running_loop()
         self.broker = create_broker(self.settings, [HostLoopMiddleware(loop)])
-        actor = dramatiq.actor(
-            run_job, broker=self.broker, actor_name=RUN_JOB_ACTOR, queue_name=JOB_QUEUE
-        )
+        actors = {
+            priority: dramatiq.actor(
+                run_job,
+                broker=self.broker,
+                actor_name=actor_name,
+                queue_name=queue,
+                priority=rank,
+            )
+            for priority, (queue, actor_name, rank) in QUEUES.items()
+        }
         set_dispatcher(
-            Dispatcher(self.broker, actor, blocking=self.settings.broker_kind == "redis")
+            Dispatcher(self.broker, actors, blocking=self.settings.broker_kind == "redis")
         )
         _state = self.state
+        runners.set_local_state(self.state)
         logger.info(
             "broker {} ({})", redacted_url(self.settings.broker_url), self.settings.broker_kind
         )
@@ -130,6 +137,7 @@ class WorkerRuntime:
             await asyncio.sleep(interval)
             try:
                 await runners.heartbeat(self.state)
+                await poll_cancellations(self.state)
                 if not self._stopping:  # while draining, only keep our leases alive
                     await sweep(self.state)
             except asyncio.CancelledError:
@@ -156,8 +164,9 @@ class WorkerRuntime:
                 lease_until=utcnow()
             )
             await runners.mark_stopped(self.state)
-        self.state.shutdown_pool()
+        await self.state.shutdown_pool()
         set_dispatcher(None)
+        runners.set_local_state(None)
         _state = None
         if self.broker is not None:
             self.broker.close()

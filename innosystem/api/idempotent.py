@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from quart import Response, current_app, jsonify, request
 
+from innosystem.errors import ValidationFailed
 from innosystem.services import idempotency
 
 
@@ -17,6 +18,10 @@ def keyed(customer_id: uuid.UUID, body: BaseModel) -> idempotency.Keyed | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
+    if key.startswith(idempotency.RESERVED_PREFIX):
+        raise ValidationFailed.field(
+            "Idempotency-Key", f"keys starting with {idempotency.RESERVED_PREFIX!r} are reserved"
+        )
     settings = current_app.config["INNOSYSTEM_SETTINGS"]
     return idempotency.Keyed(
         customer_id=customer_id,

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import uuid
 
-from quart import Blueprint, jsonify
+from quart import Blueprint, current_app, jsonify
 
 from innosystem.api import idempotent
 from innosystem.api.body import read_json, read_query
 from innosystem.api.openapi import operation
 from innosystem.api.schemas import (
+    AttemptOut,
     EventOut,
     Items,
     JobCreate,
     JobListQuery,
     JobOut,
     Page,
+    attempt_dict,
     event_dict,
     job_dict,
 )
 from innosystem.services import jobs as job_service
+from innosystem.services import queues
 
 bp = Blueprint("jobs", __name__)
 
@@ -30,6 +33,9 @@ bp = Blueprint("jobs", __name__)
     "jobs",
     status=201,
     response=JobOut,
+    alternatives={200: JobOut, 202: JobOut},
+    description="Async and Batch types answer 201 at once. A Sync type waits up to its "
+    "sync_timeout_ms: 200 with the finished job, or 202 with the job still running.",
     body=JobCreate,
     errors=(402, 404, 409),
     idempotent=True,
@@ -67,15 +73,24 @@ async def list_jobs():
 
 
 @bp.get("/jobs/<uuid:job_id>")
-@operation("Read a job", "jobs", response=JobOut)
+@operation("Read a job (a pending one says why it waits)", "jobs", response=JobOut)
 async def get_job(job_id: uuid.UUID):
-    return jsonify(job_dict(await job_service.get_job(job_id)))
+    job = await job_service.get_job(job_id)
+    settings = current_app.config["INNOSYSTEM_SETTINGS"]
+    return jsonify(job_dict(job, await queues.pending_reason(job, settings)))
 
 
 @bp.post("/jobs/<uuid:job_id>/cancel")
-@operation("Cancel a pending job and release its hold", "jobs", response=JobOut, errors=(409,))
+@operation(
+    "Cancel a job: pending at once (200); running, its runner stops it (202); finished 409",
+    "jobs",
+    response=JobOut,
+    alternatives={202: JobOut},
+    errors=(409,),
+)
 async def cancel_job(job_id: uuid.UUID):
-    return jsonify(job_dict(await job_service.cancel(job_id)))
+    job, done = await job_service.cancel(job_id)
+    return jsonify(job_dict(job)), 200 if done else 202
 
 
 @bp.get("/jobs/<uuid:job_id>/events")
@@ -83,3 +98,14 @@ async def cancel_job(job_id: uuid.UUID):
 async def job_events(job_id: uuid.UUID):
     events = await job_service.list_events(job_id)
     return jsonify({"items": [event_dict(e) for e in events]})
+
+
+@bp.get("/jobs/<uuid:job_id>/attempts")
+@operation(
+    "Every attempt of a job: runner, start, end, outcome, error and trimmed traceback",
+    "jobs",
+    response=Items[AttemptOut],
+)
+async def job_attempts(job_id: uuid.UUID):
+    attempts = await job_service.list_attempts(job_id)
+    return jsonify({"items": [attempt_dict(a) for a in attempts]})

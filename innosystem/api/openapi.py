@@ -219,6 +219,8 @@ def _success(status: int, op: Operation) -> str:
         return "created"
     if status >= 500:
         return "a dependency is down (the body names it)"
-    if op.alternatives and status != op.status:
+    if status == 202:
+        return "accepted; the job is still running (poll GET /jobs/{id})"
+    if op.status == 204 and status == 200:
         return "archived instead of deleted (it has history)"
     return "ok"

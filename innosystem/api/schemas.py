@@ -24,8 +24,10 @@ from pydantic import (
 
 from innosystem.models import (
     Artifact,
+    AttemptOutcome,
     Customer,
     Job,
+    JobAttempt,
     JobEvent,
     JobStatus,
     JobType,
@@ -35,6 +37,7 @@ from innosystem.models import (
     Project,
     Reseller,
     Runner,
+    Schedule,
     Wallet,
     WalletTransaction,
 )
@@ -85,6 +88,7 @@ class JobTypeCreate(_Body):
     backoff_max_ms: StrictInt = Field(default=300_000, ge=0, le=86_400_000)
     timeout_seconds: StrictInt = Field(default=300, ge=1, le=86_400)
     sync_timeout_ms: StrictInt = Field(default=30_000, ge=0, le=600_000)
+    batch_max_failed_items: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
 
 
 class ResellerCreate(_Body):
@@ -153,6 +157,8 @@ class JobTypeUpdate(_Body):
     backoff_max_ms: StrictInt = Field(default=None, ge=0, le=86_400_000)  # type: ignore[assignment]
     timeout_seconds: StrictInt = Field(default=None, ge=1, le=86_400)  # type: ignore[assignment]
     sync_timeout_ms: StrictInt = Field(default=None, ge=0, le=600_000)  # type: ignore[assignment]
+    # null is meaningful here (no limit), so this one field may be set to null.
+    batch_max_failed_items: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
 
 
 # --- query strings -----------------------------------------------------------------------------
@@ -291,6 +297,9 @@ class JobTypeOut(BaseModel):
     backoff_max_ms: int
     timeout_seconds: int
     sync_timeout_ms: int
+    batch_max_failed_items: int | None = Field(
+        description="Batch types: more failed items than this fail the job; null: never"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -308,6 +317,14 @@ class JobOut(BaseModel):
     cost_cents: int
     attempts: int
     runner_id: str | None
+    progress: dict[str, Any] | None = Field(
+        description="batch progress while it runs, e.g. {total, succeeded, failed}"
+    )
+    cancel_requested_at: datetime | None
+    pending_reason: str | None = Field(
+        description="why a pending job waits (GET /jobs/{id} only; null in lists)"
+    )
+    schedule_id: uuid.UUID | None = Field(description="the schedule that created it, if any")
     run_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -324,6 +341,17 @@ class EventOut(BaseModel):
     runner_id: str | None
     message: str
     created_at: datetime
+
+
+class AttemptOut(BaseModel):
+    number: int
+    runner_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: AttemptOutcome
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None = Field(description="the last frames of the error, trimmed")
 
 
 class WalletOut(BaseModel):
@@ -404,13 +432,18 @@ class ArtifactOut(BaseModel):
 
 class RunnerOut(BaseModel):
     id: str
-    state: str
+    status: Literal["active", "stale", "gone"] = Field(
+        description="active: heartbeat within 2 poll intervals; stale: older, but within "
+        "lease_seconds (its leases hold); gone: stopped, or silent past lease_seconds"
+    )
     kind: str
     hostname: str
     pid: int
     supported_job_types: list[str] | None
     capacity: int
     in_flight: int
+    processed_count: int = Field(description="attempts finished since started_at")
+    failed_count: int = Field(description="of those, attempts that did not succeed")
     started_at: datetime
     heartbeat_at: datetime
     stopped_at: datetime | None
@@ -439,7 +472,7 @@ def _id(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def job_dict(job: Job) -> dict[str, Any]:
+def job_dict(job: Job, pending_reason: str | None = None) -> dict[str, Any]:
     return {
         "id": str(job.id),
         "customer_id": _id(job.customer_id),  # type: ignore[attr-defined]
@@ -453,6 +486,10 @@ def job_dict(job: Job) -> dict[str, Any]:
         "cost_cents": job.cost_cents,
         "attempts": job.attempts,
         "runner_id": job.runner_id,
+        "progress": job.progress,
+        "cancel_requested_at": _ts(job.cancel_requested_at),
+        "pending_reason": pending_reason,
+        "schedule_id": _id(job.schedule_id),
         "run_at": _ts(job.run_at),
         "created_at": _ts(job.created_at),
         "updated_at": _ts(job.updated_at),
@@ -474,6 +511,19 @@ def event_dict(event: JobEvent) -> dict[str, Any]:
     }
 
 
+def attempt_dict(attempt: JobAttempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "runner_id": attempt.runner_id,
+        "started_at": _ts(attempt.started_at),
+        "finished_at": _ts(attempt.finished_at),
+        "outcome": attempt.outcome,
+        "error_type": attempt.error_type,
+        "error_message": attempt.error_message,
+        "traceback": attempt.traceback,
+    }
+
+
 def job_type_dict(job_type: JobType) -> dict[str, Any]:
     return {
         "id": str(job_type.id),
@@ -491,6 +541,7 @@ def job_type_dict(job_type: JobType) -> dict[str, Any]:
         "backoff_max_ms": job_type.backoff_max_ms,
         "timeout_seconds": job_type.timeout_seconds,
         "sync_timeout_ms": job_type.sync_timeout_ms,
+        "batch_max_failed_items": job_type.batch_max_failed_items,
         "created_at": _ts(job_type.created_at),
         "updated_at": _ts(job_type.updated_at),
     }
@@ -558,16 +609,18 @@ def transaction_dict(tx: WalletTransaction) -> dict[str, Any]:
     }
 
 
-def runner_dict(runner: Runner, state: str) -> dict[str, Any]:
+def runner_dict(runner: Runner, status: str) -> dict[str, Any]:
     return {
         "id": runner.id,
-        "state": state,
+        "status": status,
         "kind": runner.kind,
         "hostname": runner.hostname,
         "pid": runner.pid,
         "supported_job_types": runner.supported_job_types,
         "capacity": runner.capacity,
         "in_flight": runner.in_flight,
+        "processed_count": runner.processed_count,
+        "failed_count": runner.failed_count,
         "started_at": _ts(runner.started_at),
         "heartbeat_at": _ts(runner.heartbeat_at),
         "stopped_at": _ts(runner.stopped_at),
@@ -592,3 +645,135 @@ def wallet_change_dict(change: Any) -> dict[str, Any]:
 
 def usage_dict(report: dict[str, Any]) -> dict[str, Any]:
     return {**report, "from": _ts(report["from"]), "to": _ts(report["to"])}
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+
+class ScheduleCreate(_Body):
+    customer_id: uuid.UUID
+    job_type_id: uuid.UUID
+    input_data: dict[str, Any]
+    cron: StrictStr = Field(
+        min_length=1, max_length=200, description="5 fields: minute hour day-of-month month weekday"
+    )
+    timezone: StrictStr = Field(
+        default="UTC", min_length=1, max_length=64, description="IANA name, e.g. Europe/Berlin"
+    )
+    project_id: uuid.UUID | None = None
+    name: StrictStr = Field(default="", max_length=200)
+    enabled: StrictBool = True
+    priority: Priority | None = Field(default=None, description="null: the job type's default")
+
+
+class ScheduleUpdate(_Body):
+    immutable = _SERVER_OWNED | {
+        "customer_id",
+        "project_id",
+        "job_type_id",
+        "next_run_at",
+        "last_run_at",
+        "last_job_id",
+        "last_error",
+    }
+    name: StrictStr = Field(default=None, max_length=200)  # type: ignore[assignment]
+    input_data: dict[str, Any] = None  # type: ignore[assignment]
+    cron: StrictStr = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+    timezone: StrictStr = Field(default=None, min_length=1, max_length=64)  # type: ignore[assignment]
+    enabled: StrictBool = None  # type: ignore[assignment]
+    # The one nullable field: null goes back to the job type's default priority.
+    priority: Priority | None = None
+
+
+class ScheduleListQuery(PageQuery):
+    customer_id: uuid.UUID | None = None
+    project_id: uuid.UUID | None = None
+    job_type_id: uuid.UUID | None = None
+    enabled: bool | None = None
+
+
+class ScheduleOut(BaseModel):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    project_id: uuid.UUID | None
+    job_type_id: uuid.UUID
+    name: str
+    input_data: dict[str, Any]
+    priority: Priority | None
+    cron: str
+    timezone: str
+    enabled: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_job_id: uuid.UUID | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def schedule_dict(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "id": str(schedule.id),
+        "customer_id": _id(schedule.customer_id),  # type: ignore[attr-defined]
+        "project_id": _id(schedule.project_id),  # type: ignore[attr-defined]
+        "job_type_id": _id(schedule.job_type_id),  # type: ignore[attr-defined]
+        "name": schedule.name,
+        "input_data": schedule.input_data,
+        "priority": schedule.priority,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "enabled": schedule.enabled,
+        "next_run_at": _ts(schedule.next_run_at),
+        "last_run_at": _ts(schedule.last_run_at),
+        "last_job_id": _id(schedule.last_job_id),
+        "last_error": schedule.last_error,
+        "created_at": _ts(schedule.created_at),
+        "updated_at": _ts(schedule.updated_at),
+    }
+
+
+# --- queues ---
+class RunnerListQuery(_Query):
+    status: Literal["active", "stale", "gone"] | None = Field(
+        default=None, description="only runners of this status"
+    )
+
+
+class PriorityQueueOut(BaseModel):
+    priority: Priority
+    pending: int
+    due: int = Field(description="pending with run_at null or past")
+    scheduled: int = Field(description="pending with run_at in the future")
+    oldest_pending_age_seconds: float | None = Field(
+        description="longest wait of a due job, since its run_at or else its creation; "
+        "null when none is due"
+    )
+
+
+class JobTypeQueueOut(BaseModel):
+    job_type_id: uuid.UUID
+    name: str
+    processing_logic_id: str
+    pending: int
+    running: int
+    oldest_pending_age_seconds: float | None
+    served_by: list[str] = Field(description="ids of the active runners that serve it")
+    unserved: bool = Field(description="no active or stale runner serves its logic id")
+
+
+class RunnerCountsOut(BaseModel):
+    active: int
+    stale: int
+    gone: int
+
+
+class QueuesOut(BaseModel):
+    queues: list[PriorityQueueOut] = Field(description="high, normal, low")
+    job_types: list[JobTypeQueueOut] = Field(
+        description="job types with pending or running jobs, most pending first"
+    )
+    unserved_logic_ids: list[str] = Field(
+        description="logic ids of enabled job types, or of jobs waiting, that no active or "
+        "stale runner serves"
+    )
+    runners: RunnerCountsOut

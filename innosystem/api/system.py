@@ -1,4 +1,5 @@
-"""/health, /runners, /processors, and the API's own description (/openapi.json, /docs)."""
+"""/health, /runners, /queues, /processors, and the API's own description (/openapi.json,
+/docs)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,19 @@ from importlib.resources import files
 from quart import Blueprint, Response, current_app, jsonify
 
 from innosystem import __version__, db
+from innosystem.api.body import read_query
 from innosystem.api.openapi import build_spec, operation
-from innosystem.api.schemas import HealthOut, Items, ProcessorsOut, RunnerOut, runner_dict
+from innosystem.api.schemas import (
+    HealthOut,
+    Items,
+    ProcessorsOut,
+    QueuesOut,
+    RunnerListQuery,
+    RunnerOut,
+    runner_dict,
+)
 from innosystem.plugins import get_registry
+from innosystem.services import queues as queue_service
 from innosystem.services import runners
 
 bp = Blueprint("system", __name__)
@@ -56,11 +67,28 @@ async def health():
 
 
 @bp.get("/runners")
-@operation("Worker processes: live, stopped or lost", "system", response=Items[RunnerOut])
+@operation(
+    "Worker processes: active, stale (leases still hold) or gone, with their counters",
+    "system",
+    response=Items[RunnerOut],
+    query=RunnerListQuery,
+)
 async def list_runners():
+    q = read_query(RunnerListQuery)
     settings = current_app.config["INNOSYSTEM_SETTINGS"]
-    rows = await runners.list_runners(settings.lease_seconds)
-    return jsonify({"items": [runner_dict(r, state) for r, state in rows]})
+    rows = await runners.list_runners(settings, q.status)
+    return jsonify({"items": [runner_dict(r, status) for r, status in rows]})
+
+
+@bp.get("/queues")
+@operation(
+    "What waits to run: pending jobs by priority and job type, and which runners serve them",
+    "system",
+    response=QueuesOut,
+)
+async def queues():
+    settings = current_app.config["INNOSYSTEM_SETTINGS"]
+    return jsonify(await queue_service.overview(settings))
 
 
 @bp.get("/processors")

@@ -3,7 +3,17 @@
 from innosystem.models.artifacts import Artifact
 from innosystem.models.billing import LedgerKind, Wallet, WalletTransaction
 from innosystem.models.idempotency import IdempotencyKey
-from innosystem.models.jobs import Job, JobEvent, JobStatus, JobType, Priority, ProcessorType
+from innosystem.models.jobs import (
+    AttemptOutcome,
+    Job,
+    JobAttempt,
+    JobEvent,
+    JobStatus,
+    JobType,
+    Priority,
+    ProcessorType,
+    Schedule,
+)
 from innosystem.models.runners import Runner
 from innosystem.models.tenants import Customer, Project, Reseller
 
@@ -19,9 +29,11 @@ MODEL_MODULES = [
 __all__ = [
     "MODEL_MODULES",
     "Artifact",
+    "AttemptOutcome",
     "Customer",
     "IdempotencyKey",
     "Job",
+    "JobAttempt",
     "JobEvent",
     "JobStatus",
     "JobType",
@@ -31,6 +43,7 @@ __all__ = [
     "Project",
     "Reseller",
     "Runner",
+    "Schedule",
     "Wallet",
     "WalletTransaction",
 ]

@@ -48,6 +48,9 @@ class JobType(Model):
     backoff_max_ms = fields.IntField(default=300_000)
     timeout_seconds = fields.IntField(default=300)
     sync_timeout_ms = fields.IntField(default=30_000)
+    # Batch types: a job fails when more items than this failed; null: it succeeds with the
+    # failed items listed in its result.
+    batch_max_failed_items = fields.IntField(null=True)
     status = fields.CharField(max_length=16, default="active", db_default="active")
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -81,6 +84,11 @@ class Job(Model):
     # When the broker message for the current pending period was (or is due to be) delivered;
     # null means no message is known to be in flight, so the sweeper must send one.
     enqueued_at = fields.DatetimeField(null=True)
+    # Batch progress while it runs: {"total", "succeeded", "failed"}.
+    progress = fields.JSONField(null=True)
+    # Set by a cancel request on a running job; its runner stops it cooperatively, then by force.
+    cancel_requested_at = fields.DatetimeField(null=True)
+    schedule_id = fields.UUIDField(null=True)  # the schedule that created it, if any
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
     started_at = fields.DatetimeField(null=True)
@@ -96,6 +104,69 @@ class Job(Model):
             ("job_type_id", "created_at"),  # usage per job type, "has jobs?" on delete
             ("project_id", "created_at"),  # usage per project, "has jobs?" on delete
         )
+
+
+class AttemptOutcome(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # a final failure
+    RETRYING = "retrying"  # failed, another attempt follows
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    LOST = "lost"  # its runner died (lease expired)
+
+
+class JobAttempt(Model):
+    """One delivery of a job that was claimed and run: who ran it, when, and how it ended."""
+
+    id = fields.BigIntField(primary_key=True)
+    job = fields.ForeignKeyField(
+        "models.Job", related_name="attempt_rows", on_delete=fields.CASCADE
+    )
+    number = fields.IntField()
+    runner_id = fields.CharField(max_length=128)
+    started_at = fields.DatetimeField()
+    finished_at = fields.DatetimeField(null=True)
+    outcome = fields.CharField(max_length=16, default=AttemptOutcome.RUNNING.value)
+    error_type = fields.CharField(max_length=64, null=True)
+    error_message = fields.TextField(null=True)
+    traceback = fields.TextField(null=True)  # trimmed; for operators and the job's owner
+
+    class Meta:
+        table = "job_attempts"
+        unique_together = (("job", "number"),)
+
+
+class Schedule(Model):
+    """A recurring job: one job per cron tick, created by whichever process's sweeper claims the
+    tick first (a conditional UPDATE of next_run_at)."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    customer = fields.ForeignKeyField(
+        "models.Customer", related_name="schedules", on_delete=fields.RESTRICT
+    )
+    project = fields.ForeignKeyField(
+        "models.Project", related_name="schedules", null=True, on_delete=fields.RESTRICT
+    )
+    job_type = fields.ForeignKeyField(
+        "models.JobType", related_name="schedules", on_delete=fields.RESTRICT
+    )
+    name = fields.CharField(max_length=200, default="")
+    input_data = fields.JSONField()
+    priority = fields.CharField(max_length=8, null=True)
+    cron = fields.CharField(max_length=200)
+    timezone = fields.CharField(max_length=64, default="UTC")
+    enabled = fields.BooleanField(default=True)
+    next_run_at = fields.DatetimeField(null=True)
+    last_run_at = fields.DatetimeField(null=True)
+    last_job_id = fields.UUIDField(null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "schedules"
+        indexes = (("enabled", "next_run_at"), ("customer_id", "created_at"), ("created_at", "id"))
 
 
 class JobEvent(Model):

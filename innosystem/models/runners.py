@@ -14,6 +14,8 @@ class Runner(Model):
     supported_job_types = fields.JSONField(default=list)
     capacity = fields.IntField()
     in_flight = fields.IntField(default=0)
+    processed_count = fields.IntField(default=0, db_default=0)  # attempts finished
+    failed_count = fields.IntField(default=0, db_default=0)  # of those, not succeeded
     started_at = fields.DatetimeField()
     heartbeat_at = fields.DatetimeField()
     stopped_at = fields.DatetimeField(null=True)

@@ -28,6 +28,9 @@ from innosystem.services.runners import utcnow
 
 T = TypeVar("T")
 
+#: Keys the scheduler uses for its ticks ("schedule:<id>:<tick>"); clients may not send them.
+RESERVED_PREFIX = "schedule:"
+
 #: Purged per sweep at most, so a purge never holds a long lock.
 PURGE_BATCH = 1000
 
@@ -141,6 +144,14 @@ async def run(
                 return prior
         raise
     return Outcome(result, status_code, body, replayed=False)
+
+
+async def amend(keyed: Keyed, status_code: int, body: dict[str, Any]) -> None:
+    """Replace a recorded response: for requests whose answer is only known after the effect
+    committed (a Sync job answers with the finished job)."""
+    await IdempotencyKey.filter(
+        customer_id=keyed.customer_id, key=keyed.key, fingerprint=keyed.fingerprint
+    ).update(status_code=status_code, response=body)
 
 
 async def purge_expired(retention: timedelta) -> int:

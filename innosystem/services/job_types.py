@@ -8,7 +8,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from innosystem.errors import Conflict, NotFound, ValidationFailed
-from innosystem.models import Job, JobType, Project
+from innosystem.models import Job, JobType, Project, Schedule
 from innosystem.plugins import ProcessorRegistry
 from innosystem.services import pagination
 from innosystem.services.runners import utcnow
@@ -127,12 +127,21 @@ async def delete_job_type(job_type_id: uuid.UUID) -> JobType | None:
     pointing at it. Returns None when deleted."""
     await get_job_type(job_type_id)
     async with in_transaction() as conn:
-        if not await Job.filter(job_type_id=job_type_id).using_db(conn).exists():
+        history = (
+            await Job.filter(job_type_id=job_type_id).using_db(conn).exists()
+            or await Schedule.filter(job_type_id=job_type_id).using_db(conn).exists()
+        )
+        if not history:
             await JobType.filter(id=job_type_id).using_db(conn).delete()
             return None
         await (
             JobType.filter(id=job_type_id)
             .using_db(conn)
             .update(status="archived", enabled=False, updated_at=utcnow())
+        )
+        await (
+            Schedule.filter(job_type_id=job_type_id)
+            .using_db(conn)
+            .update(enabled=False, next_run_at=None, updated_at=utcnow())
         )
     return await get_job_type(job_type_id)

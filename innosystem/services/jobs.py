@@ -11,9 +11,9 @@ import asyncio
 import inspect
 import json
 import random
+import traceback
 import uuid
-from collections.abc import Callable
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,13 +33,25 @@ from innosystem.errors import (
     RetryableError,
     ValidationFailed,
 )
-from innosystem.models import Artifact, Customer, Job, JobEvent, JobStatus, JobType, Project
+from innosystem.models import (
+    Artifact,
+    AttemptOutcome,
+    Customer,
+    Job,
+    JobAttempt,
+    JobEvent,
+    JobStatus,
+    JobType,
+    Project,
+)
 from innosystem.plugins import ProcessorRegistry, get_registry
+from innosystem.pool import Channel, TaskCancelled, WorkerDied
 from innosystem.processors import JobContext, Processor
 from innosystem.services import billing, idempotency, pagination, runners
 from innosystem.services.runners import RunnerState, utcnow
 
 MAX_ERROR_CHARS = 4000
+MAX_TRACEBACK_CHARS = 4000
 #: Longest delay handed to the broker; later work is sent by the sweeper when due.
 MAX_BROKER_DELAY = timedelta(minutes=5)
 
@@ -56,10 +68,13 @@ async def submit(
     keyed: idempotency.Keyed | None = None,
     render: Callable[[Job], dict[str, Any]] = lambda job: {},
     registry: ProcessorRegistry | None = None,
+    wait: bool = True,
+    schedule_id: uuid.UUID | None = None,
 ) -> idempotency.Outcome[Job]:
     """Create a paid, queued job: the job row, its hold and its event in one transaction, the
     broker send after commit. With ``keyed``, a retry of the same request returns the first
-    response (``render`` of the job as created) and creates nothing."""
+    response (``render`` of the job as created) and creates nothing. A Sync type's request
+    waits for the job (``wait``; the scheduler does not)."""
     prior = await idempotency.replay(keyed)
     if prior is not None:
         return prior
@@ -123,6 +138,7 @@ async def submit(
             # Set optimistically: the send follows the commit; if it fails we clear it and
             # the sweeper sends instead.
             enqueued_at=(due or now) if via_broker else None,
+            schedule_id=schedule_id,
         )
         if job.cost_cents > 0:
             await billing.place_hold(conn, customer_id, job.cost_cents, job.id)
@@ -133,8 +149,50 @@ async def submit(
     outcome = await idempotency.run(keyed, effect, render, 201)
     if via_broker and outcome.result is not None:
         delay_ms = int((due - now).total_seconds() * 1000) if due else None
-        await _dispatch(outcome.result.id, delay_ms)
+        await _dispatch(outcome.result.id, delay_ms, outcome.result.priority)
+    if wait and job_type.processor_type == "sync" and outcome.result is not None:
+        return await _answer_sync(outcome, job_type.sync_timeout_ms / 1000, keyed, render)
     return outcome
+
+
+async def _answer_sync(
+    outcome: idempotency.Outcome[Job],
+    wait_s: float,
+    keyed: idempotency.Keyed | None,
+    render: Callable[[Job], dict[str, Any]],
+) -> idempotency.Outcome[Job]:
+    """Sync types answer in the request: the finished job (200) if it ends within the type's
+    sync timeout, else the job as it is (202) while it carries on. A keyed request's stored
+    response becomes this answer, so a retry gets what the first request got."""
+    assert outcome.result is not None
+    job = await wait_until_final(outcome.result.id, wait_s) or await get_job(outcome.result.id)
+    status = 200 if job.status in FINAL_STATUSES else 202
+    body = render(job)
+    if keyed is not None:
+        await idempotency.amend(keyed, status, body)
+    return idempotency.Outcome(job, status, body, replayed=False)
+
+
+FINAL_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value}
+)
+
+
+async def wait_until_final(job_id: uuid.UUID, wait_s: float) -> Job | None:
+    """The job once it is final, or None after ``wait_s``. Polls the database (the job may run
+    in any process), quickly at first, then every 100 ms."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    pause = 0.005
+    while True:
+        job = await Job.get_or_none(id=job_id)
+        if job is not None and job.status in FINAL_STATUSES:
+            return job
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return None
+        await asyncio.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.1)
 
 
 def _require_active(kind: str, entity_id: Any, status: str, field: str) -> None:
@@ -145,12 +203,12 @@ def _require_active(kind: str, entity_id: Any, status: str, field: str) -> None:
         )
 
 
-async def _dispatch(job_id: uuid.UUID, delay_ms: int | None = None) -> None:
+async def _dispatch(job_id: uuid.UUID, delay_ms: int | None, priority: str) -> None:
     dispatcher = get_dispatcher()
     try:
         if dispatcher is None:
             raise RuntimeError("no broker in this process")
-        await dispatcher.send(str(job_id), delay_ms)
+        await dispatcher.send(str(job_id), delay_ms, priority)
     except Exception as exc:
         logger.warning("enqueue of job {} failed ({}); the sweeper will retry", job_id, exc)
         await Job.filter(id=job_id, status=JobStatus.PENDING.value).update(enqueued_at=None)
@@ -208,8 +266,16 @@ async def list_events(job_id: uuid.UUID) -> list[JobEvent]:
     return await JobEvent.filter(job_id=job_id).order_by("id")
 
 
-async def cancel(job_id: uuid.UUID) -> Job:
-    """Cancel a pending job and release its hold. Terminal jobs: 409."""
+async def list_attempts(job_id: uuid.UUID) -> list[JobAttempt]:
+    await get_job(job_id)
+    return await JobAttempt.filter(job_id=job_id).order_by("number")
+
+
+async def cancel(job_id: uuid.UUID) -> tuple[Job, bool]:
+    """Cancel a job. Pending: cancelled at once, hold released; returns (job, True). Running: the
+    request is recorded and its runner stops it (cooperatively, then by force after
+    ``cancel_grace_seconds``), releasing the hold; returns (job, False) while that happens.
+    Finished: 409."""
     job = await get_job(job_id)
     async with in_transaction() as conn:
         changed = (
@@ -235,13 +301,51 @@ async def cancel(job_id: uuid.UUID) -> Job:
                 "cancelled by request",
                 "cancelled",
             )
-    if not changed:
-        job = await get_job(job_id)
-        raise Conflict(
-            f"job {job_id} is {job.status} and cannot be cancelled",
-            [{"field": "status", "message": f"is {job.status}"}],
+            return await get_job(job_id), True
+        requested = (
+            await Job.filter(id=job_id, status=JobStatus.RUNNING.value, cancel_requested_at=None)
+            .using_db(conn)
+            .update(updated_at=utcnow(), cancel_requested_at=utcnow())
         )
-    return await get_job(job_id)
+        if requested:
+            await _event(
+                conn,
+                job.id,
+                JobStatus.RUNNING,
+                JobStatus.RUNNING,
+                job.attempts,
+                job.runner_id,
+                "cancel requested; the runner stops the attempt",
+            )
+    job = await get_job(job_id)
+    if job.status == JobStatus.RUNNING.value:
+        _signal_local_cancel(str(job.id))  # at once when this process runs it
+        return job, False
+    raise Conflict(
+        f"job {job_id} is {job.status} and cannot be cancelled",
+        [{"field": "status", "message": f"is {job.status}"}],
+    )
+
+
+def _signal_local_cancel(job_id: str) -> None:
+    state = runners.local_state()
+    ctx = state.in_flight.get(job_id) if state is not None else None
+    if ctx is not None:
+        ctx.request_cancel()
+
+
+async def poll_cancellations(state: RunnerState) -> None:
+    """Every tick: tell this runner's processors whose jobs were asked to cancel (the request
+    may have reached another process's API)."""
+    if not state.in_flight:
+        return
+    ids = await Job.filter(
+        id__in=list(state.in_flight), cancel_requested_at__isnull=False
+    ).values_list("id", flat=True)
+    for job_id in ids:
+        ctx = state.in_flight.get(str(job_id))
+        if ctx is not None and not ctx.cancelled():
+            ctx.request_cancel()
 
 
 # --- execute ------------------------------------------------------------------------------------
@@ -254,11 +358,40 @@ def backoff_ms(job_type: JobType, attempt: int) -> int:
 def _error(
     kind: str, message: str, attempt: int, exc: BaseException | None = None
 ) -> dict[str, Any]:
-    """The error stored on the job and shown to its customer: type and message only. The
-    traceback (server paths, library internals) goes to the operator's log, never to clients."""
+    """The error stored on the job: type and message. The traceback, trimmed to its last
+    frames, goes to the attempt row (``GET /jobs/{id}/attempts``) and the operator's log."""
+    error: dict[str, Any] = {"type": kind, "message": message[:MAX_ERROR_CHARS], "attempt": attempt}
     if exc is not None:
         logger.opt(exception=exc).warning("attempt {} raised ({}): {}", attempt, kind, message)
-    return {"type": kind, "message": message[:MAX_ERROR_CHARS], "attempt": attempt}
+        trace = "".join(traceback.format_exception(exc))
+        error["traceback"] = trace[-MAX_TRACEBACK_CHARS:]
+    return error
+
+
+async def _close_attempt(
+    conn: BaseDBAsyncClient,
+    job_id: uuid.UUID,
+    number: int,
+    outcome: AttemptOutcome,
+    error: dict[str, Any] | None = None,
+) -> None:
+    """Record how an attempt ended, in the transaction that moves its job."""
+    await (
+        JobAttempt.filter(job_id=job_id, number=number, outcome=AttemptOutcome.RUNNING.value)
+        .using_db(conn)
+        .update(
+            outcome=outcome.value,
+            finished_at=utcnow(),
+            error_type=error["type"] if error else None,
+            error_message=error["message"] if error else None,
+            traceback=error.get("traceback") if error else None,
+        )
+    )
+
+
+def _public(error: dict[str, Any]) -> dict[str, Any]:
+    """The job's ``error`` as its owner sees it on the job: no traceback."""
+    return {k: v for k, v in error.items() if k != "traceback"}
 
 
 async def execute_job(job_id: str, state: RunnerState) -> None:
@@ -285,7 +418,7 @@ async def execute_job(job_id: str, state: RunnerState) -> None:
             await Job.filter(id=job.id, status=JobStatus.PENDING.value).update(
                 enqueued_at=now + timedelta(seconds=1)
             )
-            await _dispatch(job.id, delay_ms=1000)
+            await _dispatch(job.id, 1000, job.priority)
             return
         attempt = job.attempts + 1
         async with in_transaction() as conn:
@@ -303,6 +436,13 @@ async def execute_job(job_id: str, state: RunnerState) -> None:
                 )
             )
             if claimed:
+                await JobAttempt.create(
+                    using_db=conn,
+                    job_id=job.id,
+                    number=attempt,
+                    runner_id=state.runner_id,
+                    started_at=now,
+                )
                 await _event(
                     conn,
                     job.id,
@@ -356,11 +496,17 @@ async def _run_and_record(job: Job, job_type: JobType, ctx: JobContext, state: R
             retry=False,
         )
         return
+    progress = _ProgressWriter(job.id, state.runner_id, attempt)
+    ctx._progress = progress.report
     try:
-        result = await asyncio.wait_for(
-            _call_processor(processor, ctx, job.input_data, state), timeout=job_type.timeout_seconds
+        result = await _run_cancellable(
+            _call_processor(processor, ctx, job.input_data, state),
+            ctx,
+            limit_s=job_type.timeout_seconds,
+            grace=state.settings.cancel_grace_seconds,
         )
     except JobCancelled:
+        await progress.close()
         ctx.artifacts.discard()
         await _finish_cancelled(job, state, attempt)
         return
@@ -374,13 +520,150 @@ async def _run_and_record(job: Job, job_type: JobType, ctx: JobContext, state: R
     except Exception as exc:  # unexpected errors are retryable by default
         error, retry = _error("exception", f"{type(exc).__name__}: {exc}", attempt, exc), True
     else:
+        await progress.close()
+        if ctx.cancelled():  # a cancel request wins over a result that arrived after it
+            ctx.artifacts.discard()
+            await _finish_cancelled(job, state, attempt)
+            return
         problem = _result_problem(result)
         if problem is None:
-            await _succeed(job, state, attempt, result, ctx.artifacts.written)
+            too_many = _batch_failed_too_many(job_type, progress.latest)
+            if too_many is None:
+                await _succeed(job, state, attempt, result, ctx.artifacts.written)
+                return
+            ctx.artifacts.discard()
+            error = _error("batch_items_failed", too_many, attempt)
+            await _fail(job, job_type, state, attempt, error, retry=False, result=result)
             return
         error, retry = _error("bad_result", problem, attempt), False
+    await progress.close()
     ctx.artifacts.discard()  # a failed attempt's files are never served
     await _fail(job, job_type, state, attempt, error, retry=retry)
+
+
+def _batch_failed_too_many(job_type: JobType, progress: dict[str, Any] | None) -> str | None:
+    """The batch policy: more failed items than ``batch_max_failed_items`` fail the job (its
+    per-item results are kept on it). Counted from the processor's last progress report."""
+    limit = job_type.batch_max_failed_items
+    if job_type.processor_type != "batch" or limit is None or not progress:
+        return None
+    failed = progress.get("failed")
+    if isinstance(failed, int) and failed > limit:
+        return f"{failed} item(s) failed; this job type allows at most {limit}"
+    return None
+
+
+async def _run_cancellable(
+    call: Coroutine[Any, Any, Any], ctx: JobContext, *, limit_s: float, grace: float
+) -> Any:
+    """Await the processor under the job type's timeout; once a cancel is requested, give it
+    ``grace`` seconds to stop on its own (``ctx.cancelled()``), then stop it by force and raise
+    JobCancelled. Coroutines are really cancelled; a CPU task's process is killed by the pool
+    (it gets the same cancel signal); a plain function in a thread cannot be interrupted and is
+    abandoned (its late result is ignored)."""
+    task = asyncio.ensure_future(call)
+    cancel = ctx.cancel_event()
+    watcher = asyncio.ensure_future(cancel.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {task, watcher}, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if task in done:
+            return task.result()
+        if watcher not in done:
+            task.cancel()
+            raise TimeoutError(f"exceeded {limit_s}s")
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            task.cancel()
+        except Exception:
+            pass
+        raise JobCancelled("the job was cancelled")
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+
+
+#: Batch progress is written to the job at most this often (and once more at the end).
+PROGRESS_INTERVAL_S = 0.5
+
+
+class _ProgressWriter:
+    """Keeps a running attempt's latest ``ctx.report_progress`` and writes it to the job, at
+    most every PROGRESS_INTERVAL_S, so ``GET /jobs/{id}`` shows it while the job runs. Reports
+    may come from any thread (sync processors run in one); writes happen on the loop."""
+
+    def __init__(self, job_id: uuid.UUID, runner_id: str, attempt: int) -> None:
+        self.job_id, self.runner_id, self.attempt = job_id, runner_id, attempt
+        self.latest: dict[str, Any] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._pending: asyncio.TimerHandle | None = None
+        self._written: dict[str, Any] | None = None
+        self._last_write = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def report(self, data: dict[str, Any]) -> None:
+        clean = _progress_value(data)
+        if clean is None:
+            return
+        self.latest = clean
+        self._loop.call_soon_threadsafe(self._schedule)
+
+    def _schedule(self) -> None:
+        if self._pending is not None:
+            return
+        delay = max(0.0, self._last_write + PROGRESS_INTERVAL_S - self._loop.time())
+        self._pending = self._loop.call_later(delay, self._start_write)
+
+    def _start_write(self) -> None:
+        self._pending = None
+        task = self._loop.create_task(self._write())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write(self) -> None:
+        data = self.latest
+        if data is None or data == self._written:
+            return
+        self._last_write = self._loop.time()
+        self._written = data
+        try:
+            await Job.filter(
+                id=self.job_id,
+                status=JobStatus.RUNNING.value,
+                runner_id=self.runner_id,
+                attempts=self.attempt,
+            ).update(progress=data)
+        except Exception as exc:  # progress is informative; never fail the attempt for it
+            logger.warning("could not record progress: {}", exc)
+
+    async def close(self) -> None:
+        """Write the final progress (once all reports are in) before the attempt is recorded."""
+        await asyncio.sleep(0)  # let reports scheduled from threads land
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        for task in list(self._tasks):
+            await task
+        await self._write()
+
+
+def _progress_value(data: dict[str, Any]) -> dict[str, Any] | None:
+    """Progress is a small flat object (e.g. total/succeeded/failed) of storable scalars."""
+    if len(data) > 20:
+        return None
+    clean: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or len(key) > 64:
+            return None
+        if isinstance(value, float) and value != value:  # NaN
+            return None
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            return None
+        clean[key] = value[:200] if isinstance(value, str) else value
+    return clean
 
 
 def _result_problem(result: Any) -> str | None:
@@ -406,11 +689,12 @@ async def _call_processor(
     if processor.kind == "cpu":
         try:
             return await _call_in_pool(processor, ctx, input_data, state)
-        except BrokenProcessPool:
-            # A pool process died (killed, out of memory): later jobs get a fresh pool, and
-            # this attempt is retried by the job type's policy.
-            state.shutdown_pool()
+        except WorkerDied:
+            # The pool process died (killed, out of memory); the pool replaces it, and this
+            # attempt is retried by the job type's policy.
             raise RetryableError("the CPU worker process died during the attempt") from None
+        except TaskCancelled:
+            raise JobCancelled("the job was cancelled") from None
     if inspect.iscoroutinefunction(processor.process):
         return await processor.process(ctx, input_data)
     return await asyncio.to_thread(processor.process, ctx, input_data)
@@ -419,7 +703,6 @@ async def _call_processor(
 async def _call_in_pool(
     processor: Processor, ctx: JobContext, input_data: Any, state: RunnerState
 ) -> Any:
-    loop = asyncio.get_running_loop()
     ctx_fields = (
         str(ctx.job_id),
         ctx.attempt,
@@ -427,24 +710,31 @@ async def _call_in_pool(
         str(ctx.customer_id),
         ctx.runner_id,
     )
-    result, written = await loop.run_in_executor(
-        state.cpu_pool,
+    result, written = await state.cpu_pool.run(
         _child_entry,
         processor.logic_id,
         input_data,
         ctx_fields,
         ctx.artifacts.store,
         ctx.artifacts.max_bytes,
+        cancel=ctx.cancel_event(),
+        grace=state.settings.cancel_grace_seconds,
+        on_progress=ctx.report_progress_dict,
     )
     ctx.artifacts.written.update(written)
     return result
 
 
 def _child_entry(
-    logic_id: str, input_data: Any, ctx_fields: tuple, store: Any, max_bytes: int
+    channel: Channel,
+    logic_id: str,
+    input_data: Any,
+    ctx_fields: tuple,
+    store: Any,
+    max_bytes: int,
 ) -> tuple[Any, dict[str, Any]]:
     """What the CPU pool runs: the processor plus the artifacts it wrote, for the parent to
-    register (the child has no database)."""
+    register (the child has no database). Progress and the cancel flag travel on ``channel``."""
     job_id, attempt, _job_type_id, customer_id, _runner_id = ctx_fields
     artifacts = JobArtifacts(
         store=store,
@@ -454,7 +744,8 @@ def _child_entry(
         max_bytes=max_bytes,
     )
     try:
-        return run_in_child(logic_id, input_data, ctx_fields, artifacts), artifacts.written
+        result = run_in_child(logic_id, input_data, ctx_fields, artifacts, channel)
+        return result, artifacts.written
     except (ProcessorError, ValidationFailed) as exc:
         artifacts.discard()
         # Re-raised as the base type with its message: a subclass with its own __init__ may not
@@ -472,7 +763,11 @@ def _child_entry(
 
 
 def run_in_child(
-    logic_id: str, input_data: Any, ctx_fields: tuple, artifacts: JobArtifacts | None = None
+    logic_id: str,
+    input_data: Any,
+    ctx_fields: tuple,
+    artifacts: JobArtifacts | None = None,
+    channel: Channel | None = None,
 ) -> Any:
     """Entry point inside the CPU process pool: resolve the processor there by logic id."""
     processor = get_registry().get(logic_id)
@@ -487,6 +782,9 @@ def run_in_child(
         runner_id=runner_id,
         artifacts=artifacts,
     )
+    if channel is not None:
+        ctx._progress = channel.progress
+        ctx._cancel_check = channel.cancelled
     result = processor.process(ctx, input_data)
     if inspect.isawaitable(result):
         result = asyncio.run(result)  # type: ignore[arg-type]
@@ -522,6 +820,7 @@ async def _succeed(
                 "attempt {} finished after its lease was lost; result discarded", attempt
             )
             return
+        state.count_finished(True)
         for meta in artifacts.values():
             await Artifact.create(
                 using_db=conn,
@@ -537,6 +836,7 @@ async def _succeed(
                 job.cost_cents,
                 job.id,
             )
+        await _close_attempt(conn, job.id, attempt, AttemptOutcome.SUCCEEDED)
         await _event(
             conn,
             job.id,
@@ -557,6 +857,7 @@ async def _fail(
     error: dict[str, Any],
     *,
     retry: bool,
+    result: dict[str, Any] | None = None,
 ) -> None:
     if retry and attempt < job_type.max_attempts:
         delay = backoff_ms(job_type, attempt)
@@ -569,7 +870,7 @@ async def _fail(
                 .update(
                     updated_at=utcnow(),
                     status=JobStatus.PENDING.value,
-                    error=error,
+                    error=_public(error),
                     lease_until=None,
                     runner_id=None,
                     run_at=run_at,
@@ -577,6 +878,8 @@ async def _fail(
                 )
             )
             if changed:
+                state.count_finished(False)
+                await _close_attempt(conn, job.id, attempt, _outcome(error, final=False), error)
                 await _event(
                     conn,
                     job.id,
@@ -592,7 +895,7 @@ async def _fail(
                 "attempt {} failed: {}; retry in {} ms", attempt, error["message"], delay
             )
             if via_broker:
-                await _dispatch(job.id, delay)
+                await _dispatch(job.id, delay, job.priority)
         return
     async with in_transaction() as conn:
         changed = (
@@ -601,12 +904,15 @@ async def _fail(
             .update(
                 updated_at=utcnow(),
                 status=JobStatus.FAILED.value,
-                error=error,
+                error=_public(error),
+                result=result,
                 lease_until=None,
                 finished_at=utcnow(),
             )
         )
         if changed:
+            state.count_finished(False)
+            await _close_attempt(conn, job.id, attempt, _outcome(error, final=True), error)
             await _end_unpaid(
                 conn,
                 job.id,
@@ -623,6 +929,12 @@ async def _fail(
         logger.error("job failed after attempt {}: {}", attempt, error["message"])
 
 
+def _outcome(error: dict[str, Any], *, final: bool) -> AttemptOutcome:
+    if error["type"] == "timeout":
+        return AttemptOutcome.TIMEOUT
+    return AttemptOutcome.FAILED if final else AttemptOutcome.RETRYING
+
+
 async def _finish_cancelled(job: Job, state: RunnerState, attempt: int) -> None:
     async with in_transaction() as conn:
         changed = (
@@ -636,6 +948,8 @@ async def _finish_cancelled(job: Job, state: RunnerState, attempt: int) -> None:
             )
         )
         if changed:
+            state.count_finished(False)
+            await _close_attempt(conn, job.id, attempt, AttemptOutcome.CANCELLED)
             await _end_unpaid(
                 conn,
                 job.id,
@@ -678,6 +992,7 @@ async def recover_expired(
                 finished_at=utcnow(),
             )
             if changed:
+                await _close_attempt(conn, job_id, attempts, AttemptOutcome.LOST, error)
                 await _end_unpaid(
                     conn,
                     job_id,
@@ -702,6 +1017,7 @@ async def recover_expired(
                 enqueued_at=None,
             )
             if changed:
+                await _close_attempt(conn, job_id, attempts, AttemptOutcome.LOST, error)
                 await _event(
                     conn,
                     job_id,

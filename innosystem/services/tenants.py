@@ -17,6 +17,7 @@ from innosystem.models import (
     JobType,
     Project,
     Reseller,
+    Schedule,
     Wallet,
     WalletTransaction,
 )
@@ -230,6 +231,7 @@ async def delete_reseller(reseller_id: uuid.UUID) -> Reseller | None:
         await _archive(conn, Project.filter(customer_id__in=customer_ids))
         await _archive(conn, Customer.filter(reseller_id=reseller_id))
         await _archive(conn, Reseller.filter(id=reseller_id))
+        await _stop_schedules(conn, Schedule.filter(customer_id__in=customer_ids))
     await reseller.refresh_from_db()
     return reseller
 
@@ -242,6 +244,7 @@ async def delete_customer(customer_id: uuid.UUID) -> Customer | None:
             await Project.filter(customer_id=customer_id).using_db(conn).exists()
             or await Job.filter(customer_id=customer_id).using_db(conn).exists()
             or await WalletTransaction.filter(wallet_id=wallet.id).using_db(conn).exists()
+            or await Schedule.filter(customer_id=customer_id).using_db(conn).exists()
         )
         if not history:
             await IdempotencyKey.filter(customer_id=customer_id).using_db(conn).delete()
@@ -250,6 +253,7 @@ async def delete_customer(customer_id: uuid.UUID) -> Customer | None:
             return None
         await _archive(conn, Project.filter(customer_id=customer_id))
         await _archive(conn, Customer.filter(id=customer_id))
+        await _stop_schedules(conn, Schedule.filter(customer_id=customer_id))
     await customer.refresh_from_db()
     return customer
 
@@ -260,13 +264,21 @@ async def delete_project(project_id: uuid.UUID) -> Project | None:
         history = (
             await Job.filter(project_id=project_id).using_db(conn).exists()
             or await JobType.filter(project_id=project_id).using_db(conn).exists()
+            or await Schedule.filter(project_id=project_id).using_db(conn).exists()
         )
         if not history:
             await Project.filter(id=project_id).using_db(conn).delete()
             return None
         await _archive(conn, Project.filter(id=project_id))
+        await _stop_schedules(conn, Schedule.filter(project_id=project_id))
     await project.refresh_from_db()
     return project
+
+
+async def _stop_schedules(conn: Any, query: Any) -> None:
+    """Nothing new runs for an archived owner: its schedules are disabled with it (they would
+    only record a refused tick each time)."""
+    await query.using_db(conn).update(enabled=False, next_run_at=None, updated_at=utcnow())
 
 
 async def _archive(conn: Any, query: Any) -> None:

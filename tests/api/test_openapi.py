@@ -140,7 +140,7 @@ def test_every_documented_operation_exists_in_the_app(spec, app_routes):
 
 def test_every_operation_with_input_documents_a_4xx_with_the_error_schema(spec):
     """Every operation that takes a body, a query or a path parameter can be sent bad input, so
-    it documents a 4xx in the envelope. (GET /health, /runners, /processors, /openapi.json and
+    it documents a 4xx in the envelope. (GET /health, /queues, /processors, /openapi.json and
     /docs take none.)"""
     targets = error_schema_refs(spec)
     assert len(targets) == 1, f"one error envelope schema expected, found {sorted(targets)}"
@@ -199,6 +199,16 @@ def real_ids(api: httpx.Client) -> dict[str, str]:
         headers={"Content-Type": "text/plain"},
     )
     assert upload.status_code == 201, upload.text
+    schedule = api.post(
+        "/schedules",
+        json={
+            "customer_id": tenant.customer_id,
+            "job_type_id": job_type["id"],
+            "input_data": {},
+            "cron": "0 0 1 1 *",
+        },
+    )
+    assert schedule.status_code == 201, schedule.text
     return {
         "reseller": tenant.reseller_id,
         "customer": tenant.customer_id,
@@ -206,6 +216,7 @@ def real_ids(api: httpx.Client) -> dict[str, str]:
         "job_type": job_type["id"],
         "job": job["id"],
         "artifact": upload.json()["id"],
+        "schedule": schedule.json()["id"],
     }
 
 
@@ -217,6 +228,7 @@ SEGMENT_KIND = {
     "jobs": "job",
     "artifacts": "artifact",
     "runners": "runner",
+    "schedules": "schedule",
 }
 
 
@@ -363,6 +375,7 @@ def test_every_query_parameter_sent_wrong_is_a_4xx_envelope(api, spec, real_ids)
         ("get", "/job-types", "enabled"),
         ("get", "/job-types", "processor_type"),
         ("get", "/customers/{customer_id}/wallet/transactions", "limit"),
+        ("get", "/runners", "status"),
     ]:
         assert expected in checked, f"{expected} is not documented as a query parameter"
     assert failures == [], "\n".join(failures)

@@ -23,7 +23,8 @@ def run_job(api, customer_id: str, job_type_id: str, input_data: dict) -> dict:
         "/jobs",
         json={"customer_id": customer_id, "job_type_id": job_type_id, "input_data": input_data},
     )
-    assert response.status_code == 201, response.text
+    # Sync types (report-gen-v1) answer in the request when they finish in time.
+    assert response.status_code in (200, 201, 202), response.text
     done = wait_for_status(api, response.json()["id"], timeout=90)
     assert done["status"] == "succeeded", done["error"]
     return done["result"]
