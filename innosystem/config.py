@@ -52,6 +52,8 @@ class Settings:
     allow_unknown_processors: bool = False
     max_artifact_bytes: int = 50 * 1024 * 1024
     idempotency_hours: int = 24
+    max_delay_ms: int = 30 * 24 * 3600 * 1000
+    max_batch_items: int = 10_000
     config_file: str | None = field(default=None, compare=False)
 
     @property
@@ -319,6 +321,20 @@ FIELDS: tuple[_Field, ...] = (
         ("INNOSYSTEM_MAX_ARTIFACT_BYTES",),
         _int(1024, 10 * 1024**3),
         "largest upload (POST /artifacts) or processor output file",
+    ),
+    _Field(
+        "max_delay_ms",
+        ("api", "max_delay_ms"),
+        ("INNOSYSTEM_MAX_DELAY_MS",),
+        _int(1000, 366 * 24 * 3600 * 1000),
+        "largest delay_ms a job may be submitted with",
+    ),
+    _Field(
+        "max_batch_items",
+        ("api", "max_batch_items"),
+        ("INNOSYSTEM_MAX_BATCH_ITEMS",),
+        _int(1, 1_000_000),
+        "most input_data.items a Batch job may carry",
     ),
     _Field(
         "idempotency_hours",

@@ -42,15 +42,17 @@ bp = Blueprint("jobs", __name__)
 )
 async def submit_job():
     body = await read_json(JobCreate)
+    settings = current_app.config["INNOSYSTEM_SETTINGS"]
     outcome = await job_service.submit(
         customer_id=body.customer_id,
         job_type_id=body.job_type_id,
         input_data=body.input_data,
         project_id=body.project_id,
         priority=body.priority.value if body.priority else None,
-        run_at=body.run_at,
+        run_at=job_service.resolve_run_at(body.run_at, body.delay_ms, settings.max_delay_ms),
         keyed=idempotent.keyed(body.customer_id, body),
         render=job_dict,
+        max_batch_items=settings.max_batch_items,
     )
     return idempotent.answer(outcome)
 

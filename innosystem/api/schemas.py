@@ -72,6 +72,7 @@ class JobCreate(_Body):
     project_id: uuid.UUID | None = None
     priority: Priority | None = None
     run_at: Rfc3339 | None = None
+    delay_ms: StrictInt | None = Field(default=None, ge=0, description="instead of run_at")
 
 
 class JobTypeCreate(_Body):
@@ -86,6 +87,7 @@ class JobTypeCreate(_Body):
     max_attempts: StrictInt = Field(default=3, ge=1, le=100)
     backoff_base_ms: StrictInt = Field(default=1000, ge=0, le=86_400_000)
     backoff_max_ms: StrictInt = Field(default=300_000, ge=0, le=86_400_000)
+    backoff_strategy: Literal["exponential", "fixed"] = "exponential"
     timeout_seconds: StrictInt = Field(default=300, ge=1, le=86_400)
     sync_timeout_ms: StrictInt = Field(default=30_000, ge=0, le=600_000)
     batch_max_failed_items: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
@@ -155,6 +157,7 @@ class JobTypeUpdate(_Body):
     max_attempts: StrictInt = Field(default=None, ge=1, le=100)  # type: ignore[assignment]
     backoff_base_ms: StrictInt = Field(default=None, ge=0, le=86_400_000)  # type: ignore[assignment]
     backoff_max_ms: StrictInt = Field(default=None, ge=0, le=86_400_000)  # type: ignore[assignment]
+    backoff_strategy: Literal["exponential", "fixed"] = None  # type: ignore[assignment]
     timeout_seconds: StrictInt = Field(default=None, ge=1, le=86_400)  # type: ignore[assignment]
     sync_timeout_ms: StrictInt = Field(default=None, ge=0, le=600_000)  # type: ignore[assignment]
     # null is meaningful here (no limit), so this one field may be set to null.
@@ -295,6 +298,7 @@ class JobTypeOut(BaseModel):
     max_attempts: int
     backoff_base_ms: int
     backoff_max_ms: int
+    backoff_strategy: Literal["exponential", "fixed"]
     timeout_seconds: int
     sync_timeout_ms: int
     batch_max_failed_items: int | None = Field(
@@ -539,6 +543,7 @@ def job_type_dict(job_type: JobType) -> dict[str, Any]:
         "max_attempts": job_type.max_attempts,
         "backoff_base_ms": job_type.backoff_base_ms,
         "backoff_max_ms": job_type.backoff_max_ms,
+        "backoff_strategy": job_type.backoff_strategy,
         "timeout_seconds": job_type.timeout_seconds,
         "sync_timeout_ms": job_type.sync_timeout_ms,
         "batch_max_failed_items": job_type.batch_max_failed_items,

@@ -46,6 +46,10 @@ class JobType(Model):
     max_attempts = fields.IntField(default=3)
     backoff_base_ms = fields.IntField(default=1000)
     backoff_max_ms = fields.IntField(default=300_000)
+    # "exponential": base * 2^(n-1) capped at max, with 50-100 % jitter; "fixed": base each time.
+    backoff_strategy = fields.CharField(
+        max_length=16, default="exponential", db_default="exponential"
+    )
     timeout_seconds = fields.IntField(default=300)
     sync_timeout_ms = fields.IntField(default=30_000)
     # Batch types: a job fails when more items than this failed; null: it succeeds with the

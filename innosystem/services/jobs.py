@@ -70,6 +70,7 @@ async def submit(
     registry: ProcessorRegistry | None = None,
     wait: bool = True,
     schedule_id: uuid.UUID | None = None,
+    max_batch_items: int = 10_000,
 ) -> idempotency.Outcome[Job]:
     """Create a paid, queued job: the job row, its hold and its event in one transaction, the
     broker send after commit. With ``keyed``, a retry of the same request returns the first
@@ -109,14 +110,7 @@ async def submit(
             f"job type {job_type.name!r} is disabled",
             [{"field": "job_type_id", "message": "job type is disabled"}],
         )
-    processor = registry.get(job_type.processing_logic_id)
-    if processor is not None:
-        input_data = processor.validate_input(input_data)
-        # The processor's model may have produced values (NaN from "nan") the database
-        # would store differently, or not at all: same rule as the raw body.
-        bad = jsonsafe.problems(input_data, "input_data")
-        if bad:
-            raise ValidationFailed("input_data is not storable JSON", bad)
+    input_data = validate_input(registry, job_type, input_data, max_batch_items)
 
     now = utcnow()
     due = run_at if run_at is not None and run_at > now else None
@@ -193,6 +187,51 @@ async def wait_until_final(job_id: uuid.UUID, wait_s: float) -> Job | None:
             return None
         await asyncio.sleep(min(pause, remaining))
         pause = min(pause * 2, 0.1)
+
+
+def validate_input(
+    registry: ProcessorRegistry,
+    job_type: JobType,
+    input_data: dict[str, Any],
+    max_batch_items: int = 10_000,
+) -> dict[str, Any]:
+    """``input_data`` as the job will get it: a Batch type's items checked, then the
+    processor's own model (422 naming ``input_data.<field>``); unchecked by a processor that is
+    not installed here."""
+    if job_type.processor_type == "batch":
+        check_batch_items(input_data, max_batch_items)
+    processor = registry.get(job_type.processing_logic_id)
+    if processor is None:
+        return input_data
+    checked = processor.validate_input(input_data)
+    # The processor's model may have produced values (NaN from "nan") the database would store
+    # differently, or not at all: same rule as the raw body.
+    bad = jsonsafe.problems(checked, "input_data")
+    if bad:
+        raise ValidationFailed("input_data is not storable JSON", bad)
+    return checked
+
+
+def check_batch_items(input_data: dict[str, Any], limit: int) -> None:
+    """A Batch job's work is ``input_data.items``: a non-empty list, at most ``limit`` long."""
+    items = input_data.get("items")
+    if not isinstance(items, list):
+        raise ValidationFailed.field("input_data.items", "a Batch job needs a list of items")
+    if not 1 <= len(items) <= limit:
+        raise ValidationFailed.field("input_data.items", f"must hold 1 to {limit} items")
+
+
+def resolve_run_at(
+    run_at: datetime | None, delay_ms: int | None, max_delay_ms: int
+) -> datetime | None:
+    """``delay_ms`` is the relative form of ``run_at``; a request gives one or neither."""
+    if delay_ms is None:
+        return run_at
+    if run_at is not None:
+        raise ValidationFailed.field("delay_ms", "give run_at or delay_ms, not both")
+    if not 0 <= delay_ms <= max_delay_ms:
+        raise ValidationFailed.field("delay_ms", f"must be between 0 and {max_delay_ms}")
+    return utcnow() + timedelta(milliseconds=delay_ms)
 
 
 def _require_active(kind: str, entity_id: Any, status: str, field: str) -> None:
@@ -350,7 +389,10 @@ async def poll_cancellations(state: RunnerState) -> None:
 
 # --- execute ------------------------------------------------------------------------------------
 def backoff_ms(job_type: JobType, attempt: int) -> int:
-    """Exponential backoff with jitter: base * 2^(attempt-1), capped, then 50-100 % of that."""
+    """Exponential backoff with jitter: base * 2^(attempt-1), capped, then 50-100 % of that, so
+    retries of many jobs failing together spread out. Fixed: the base, every time."""
+    if job_type.backoff_strategy == "fixed":
+        return job_type.backoff_base_ms
     ceiling = min(job_type.backoff_max_ms, job_type.backoff_base_ms * 2 ** max(0, attempt - 1))
     return int(random.uniform(ceiling / 2, ceiling)) if ceiling > 0 else 0
 

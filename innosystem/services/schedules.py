@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 from loguru import logger
 
-from innosystem import jsonsafe
 from innosystem.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from innosystem.models import Customer, JobType, Project, Schedule
 from innosystem.plugins import ProcessorRegistry, get_registry
@@ -127,16 +126,8 @@ def _require_active(kind: str, entity_id: Any, status: str, field: str) -> None:
 def _validate_input(
     registry: ProcessorRegistry | None, job_type: JobType, input_data: dict[str, Any]
 ) -> dict[str, Any]:
-    """The processor's own check of ``input_data`` (422 naming ``input_data.<field>``), as at
-    submit; unchecked when no installed processor serves the job type here."""
-    processor = (registry or get_registry()).get(job_type.processing_logic_id)
-    if processor is None:
-        return input_data
-    checked = processor.validate_input(input_data)
-    bad = jsonsafe.problems(checked, "input_data")
-    if bad:
-        raise ValidationFailed("input_data is not storable JSON", bad)
-    return checked
+    """The same check as at submit, so a schedule never holds input its ticks would refuse."""
+    return job_service.validate_input(registry or get_registry(), job_type, input_data)
 
 
 # --- create, read, list, change, delete ---------------------------------------------------------

@@ -67,8 +67,35 @@ def test_check_amount_names_the_given_field():
 
 
 # --- backoff ------------------------------------------------------------------------------------
-def job_type(base: int, cap: int) -> SimpleNamespace:
-    return SimpleNamespace(backoff_base_ms=base, backoff_max_ms=cap)
+def job_type(base: int, cap: int, strategy: str = "exponential") -> SimpleNamespace:
+    return SimpleNamespace(backoff_base_ms=base, backoff_max_ms=cap, backoff_strategy=strategy)
+
+
+def test_fixed_backoff_waits_the_base_every_time():
+    jt = job_type(750, 300_000, "fixed")
+    assert {jobs.backoff_ms(jt, n) for n in range(1, 20)} == {750}
+
+
+def test_delay_ms_is_the_relative_form_of_run_at():
+    before = datetime.now(UTC)
+    at = jobs.resolve_run_at(None, 5_000, 60_000)
+    assert at is not None and timedelta(seconds=4.9) < at - before < timedelta(seconds=6)
+    when = datetime(2030, 1, 1, tzinfo=UTC)
+    assert jobs.resolve_run_at(when, None, 60_000) == when
+    assert jobs.resolve_run_at(None, None, 60_000) is None
+    for bad_run_at, delay in ((when, 1), (None, 60_001), (None, -1)):
+        with pytest.raises(ValidationFailed) as err:
+            jobs.resolve_run_at(bad_run_at, delay, 60_000)
+        assert err.value.details[0]["field"] == "delay_ms"
+
+
+@pytest.mark.parametrize("items", [None, "x", {}, [], list(range(11))])
+def test_batch_items_must_be_a_list_of_1_to_the_limit(items):
+    data = {} if items is None else {"items": items}
+    with pytest.raises(ValidationFailed) as err:
+        jobs.check_batch_items(data, 10)
+    assert err.value.details[0]["field"] == "input_data.items"
+    jobs.check_batch_items({"items": list(range(10))}, 10)
 
 
 @pytest.mark.parametrize(
