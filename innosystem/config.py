@@ -41,7 +41,7 @@ class Settings:
     worker_threads: int = 8
     supported_job_types: tuple[str, ...] = ()
     poll_interval_ms: int = 2000
-    lease_seconds: int = 30
+    lease_seconds: int = 6  # three heartbeats at the default poll interval
     requeue_after_seconds: int = 120
     priority_aging_seconds: int = 60
     cancel_grace_seconds: float = 10.0
