@@ -99,6 +99,7 @@ CASES: list[tuple[type[BaseModel], Any, Any]] = [
             max_attempts=3,
             backoff_base_ms=1,
             backoff_max_ms=2,
+            backoff_strategy="exponential",
             timeout_seconds=3,
             sync_timeout_ms=4,
             batch_max_failed_items=None,
