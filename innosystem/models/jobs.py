@@ -107,6 +107,7 @@ class Job(Model):
             ("created_at", "id"),  # cursor pagination
             ("job_type_id", "created_at"),  # usage per job type, "has jobs?" on delete
             ("project_id", "created_at"),  # usage per project, "has jobs?" on delete
+            ("status", "finished_at"),  # retention: finished jobs older than N days
         )
 
 
