@@ -112,7 +112,7 @@ def test_exactly_the_covered_jobs_are_accepted_then_settled(
         assert_reconciled(api, tenant.customer_id)
 
         make_due(srv.database_url, tenant.customer_id)
-        jobs = wait_all_final(api, tenant.customer_id, servers=[srv], timeout=60)
+        jobs = wait_all_final(api, tenant.customer_id, servers=[srv], timeout=120)
         assert sorted(j["id"] for j in jobs) == sorted(ids)
         assert {j["status"] for j in jobs} == {outcome}
         wallet = wallet_of(api, tenant.customer_id)

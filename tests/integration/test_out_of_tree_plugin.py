@@ -114,7 +114,7 @@ class Shout(Processor):
 
 
 class CountInput(BaseModel):
-    words: list[str] = Field(max_length=1000)
+    items: list[str] = Field(max_length=1000)
 
 
 class Count(Processor):
@@ -127,7 +127,7 @@ class Count(Processor):
 
     def process(self, ctx: JobContext, input_data: dict) -> dict:
         counts = {{}}
-        for word in input_data["words"]:
+        for word in input_data["items"]:
             counts[word] = counts.get(word, 0) + 1
         return {{"counts": counts, "pid": os.getpid()}}
 
@@ -226,7 +226,7 @@ def test_out_of_tree_plugin_is_installed_listed_and_run(tmp_path: Path, make_ser
             assert (done["status"], done["attempts"]) == ("failed", 1), done
             assert done["error"]["type"] == "permanent"
 
-            job = submit(api, tenant.customer_id, count["id"], {"words": ["a", "b", "a"]})
+            job = submit(api, tenant.customer_id, count["id"], {"items": ["a", "b", "a"]})
             done = wait_for_status(api, job["id"], timeout=90)
             assert done["status"] == "succeeded", srv.logs()
             assert done["result"]["counts"] == {"a": 2, "b": 1}
