@@ -1,4 +1,4 @@
-"""innosystem command line: serve | worker | migrate | seed | plugins.
+"""innosystem command line: serve | worker | migrate | seed | prune | plugins.
 
 Configuration problems and plugin conflicts end the program with one clear line and exit code 2,
 never a traceback: an operator should see at once which key or package to fix.
@@ -19,7 +19,7 @@ from loguru import logger
 
 from innosystem import __version__, db
 from innosystem.config import Settings, describe, load_settings
-from innosystem.errors import ConfigError, PluginError
+from innosystem.errors import ConfigError, PluginError, ServiceError
 from innosystem.logs import setup_logging
 from innosystem.plugins import get_registry
 
@@ -58,6 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     seed = sub.add_parser("seed", help="load seed/seed.toml (idempotent)")
     _add_common(seed)
     seed.add_argument("--file", dest="seed_file", help="seed file (INNOSYSTEM_SEED_FILE)")
+
+    prune = sub.add_parser(
+        "prune", help="delete finished jobs and uploads past retention (never the ledger)"
+    )
+    _add_common(prune)
+    prune.add_argument(
+        "--older-than-days",
+        help="finished before now minus N days (default: retention.days, 1..36500)",
+    )
+    prune.add_argument("--batch", help="jobs per transaction (default: retention.batch)")
+    prune.add_argument("--dry-run", action="store_true", help="only count what would go")
+    prune.add_argument("--json", action="store_true", help="print the counts as JSON")
+
+    from innosystem import cli_auth
+
+    cli_auth.add_parsers(sub, _add_common)
 
     plugins = sub.add_parser("plugins", help="list discovered processor plugins")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
@@ -137,6 +153,41 @@ async def _seed(settings: Settings) -> None:
         await db.close()
 
 
+async def _prune(settings: Settings, args: argparse.Namespace) -> None:
+    from datetime import timedelta
+
+    from innosystem.config import FIELDS
+    from innosystem.services import retention
+
+    def check(name: str, flag: str, value: Any) -> int:
+        spec = next(f for f in FIELDS if f.name == name)
+        return int(spec.parse(value, flag))
+
+    if args.older_than_days is not None:
+        days = check("retention_days", "--older-than-days", args.older_than_days)
+        if days == 0:
+            raise ConfigError("--older-than-days: must be at least 1")
+    elif settings.retention_days == 0:
+        raise ConfigError(
+            "retention.days is 0 (keep forever): pass --older-than-days N to say what to prune"
+        )
+    else:
+        days = settings.retention_days
+    batch = settings.retention_batch
+    if args.batch is not None:
+        batch = check("retention_batch", "--batch", args.batch)
+    await db.connect(settings)
+    try:
+        if args.dry_run:
+            report = await retention.count(timedelta(days=days), batch=batch)
+        else:
+            store = get_registry().artifact_store(settings)
+            report = await retention.prune(timedelta(days=days), batch=batch, store=store)
+    finally:
+        await db.close()
+    print(json.dumps(report.as_dict()) if args.json else report.summary())
+
+
 def _plugins(as_json: bool) -> int:
     registry = get_registry()
     if as_json:
@@ -191,14 +242,26 @@ def main(argv: list[str] | None = None) -> int:
             "worker": lambda: _worker(settings),
             "migrate": lambda: _migrate(settings, args.target),
             "seed": lambda: _seed(settings),
+            "users": lambda: _auth_command(settings, args),
+            "tokens": lambda: _auth_command(settings, args),
+            "prune": lambda: _prune(settings, args),
         }
         asyncio.run(runners[args.command]())
         return 0
     except (ConfigError, PluginError) as exc:
         print(f"innosystem: error: {exc}", file=sys.stderr)
         return 2
+    except ServiceError as exc:  # a refused request of `users`/`tokens` (unknown email, ...)
+        print(f"innosystem: error: {exc.message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+async def _auth_command(settings: Settings, args: argparse.Namespace) -> None:
+    from innosystem import cli_auth
+
+    await cli_auth.run(settings, args)
 
 
 async def _worker(settings: Settings) -> None:

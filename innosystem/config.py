@@ -54,6 +54,11 @@ class Settings:
     idempotency_hours: int = 24
     max_delay_ms: int = 30 * 24 * 3600 * 1000
     max_batch_items: int = 10_000
+    retention_days: int = 0  # 0: finished jobs are kept forever
+    retention_batch: int = 1000
+    # The bootstrap admin token (INNOSYSTEM_ADMIN_TOKEN); a secret: kept out of repr() and
+    # shown as "***" by describe().
+    admin_token: str = field(default="", repr=False)
     config_file: str | None = field(default=None, compare=False)
 
     @property
@@ -167,6 +172,16 @@ def _job_types(value: Any, key: str) -> tuple[str, ...]:
         raise ConfigError(f"{key}: expected a list of processing logic ids, got {value!r}")
     result = tuple(str(item).strip() for item in items if str(item).strip())
     return tuple(sorted(set(result)))
+
+
+def _admin_token(value: Any, key: str) -> str:
+    # No message repeats the value: it is a secret.
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string")
+    token = value.strip()
+    if token and (not 32 <= len(token) <= 1024 or any(c.isspace() for c in token)):
+        raise ConfigError(f"{key}: must be empty or 32..1024 characters without spaces")
+    return token
 
 
 FIELDS: tuple[_Field, ...] = (
@@ -343,6 +358,27 @@ FIELDS: tuple[_Field, ...] = (
         _int(24, 24 * 90),
         "how long an Idempotency-Key and its first response are kept",
     ),
+    _Field(
+        "retention_days",
+        ("retention", "days"),
+        ("INNOSYSTEM_RETENTION_DAYS",),
+        _int(0, 36_500),
+        "finished jobs (and uploads) older than this many days are pruned; 0: kept forever",
+    ),
+    _Field(
+        "retention_batch",
+        ("retention", "batch"),
+        ("INNOSYSTEM_RETENTION_BATCH",),
+        _int(10, 100_000),
+        "jobs deleted per retention transaction (one batch per sweeper pass)",
+    ),
+    _Field(
+        "admin_token",
+        ("auth", "admin_token"),
+        ("INNOSYSTEM_ADMIN_TOKEN",),
+        _admin_token,
+        "bootstrap platform-admin API token (stored hashed; empty: none)",
+    ),
 )
 
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -430,6 +466,10 @@ def redacted_url(url: str) -> str:
     return url
 
 
+#: Settings whose value is a secret: never logged, never shown (describe() masks them).
+SECRET_FIELDS = frozenset({"admin_token"})
+
+
 def describe(settings: Settings) -> dict[str, Any]:
     """Settings as a dict safe to log (no secrets)."""
     out: dict[str, Any] = {}
@@ -437,5 +477,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, f.name)
         if f.name in ("database_url", "broker_url"):
             value = redacted_url(value)
+        elif f.name in SECRET_FIELDS:
+            value = "***" if value else ""
         out[f.name] = str(value) if isinstance(value, Path) else value
     return out

@@ -177,10 +177,14 @@ def clean_env(*, drop: Collection[str] = (), **extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m innosystem ARGS`` run to the end in ``cwd``, output captured as text; the
-    environment is ``env`` or else :func:`clean_env`."""
+    environment is ``env`` or else :func:`clean_env`; ``input``, if given, is its stdin."""
     return subprocess.run(
         [sys.executable, "-m", "innosystem", *args],
         env=clean_env() if env is None else env,
@@ -188,6 +192,7 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=input,
     )
 
 

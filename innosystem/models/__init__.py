@@ -1,6 +1,7 @@
 """Tortoise models, one module per aggregate. ``MODEL_MODULES`` is what the ORM config loads."""
 
 from innosystem.models.artifacts import Artifact
+from innosystem.models.auth import ApiToken, AuditEvent, Role, User, UserStatus
 from innosystem.models.billing import LedgerKind, Wallet, WalletTransaction
 from innosystem.models.idempotency import IdempotencyKey
 from innosystem.models.jobs import (
@@ -24,12 +25,15 @@ MODEL_MODULES = [
     "innosystem.models.jobs",
     "innosystem.models.runners",
     "innosystem.models.idempotency",
+    "innosystem.models.auth",
 ]
 
 __all__ = [
     "MODEL_MODULES",
+    "ApiToken",
     "Artifact",
     "AttemptOutcome",
+    "AuditEvent",
     "Customer",
     "IdempotencyKey",
     "Job",
@@ -42,8 +46,11 @@ __all__ = [
     "ProcessorType",
     "Project",
     "Reseller",
+    "Role",
     "Runner",
     "Schedule",
+    "User",
+    "UserStatus",
     "Wallet",
     "WalletTransaction",
 ]

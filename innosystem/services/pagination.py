@@ -39,3 +39,34 @@ async def page(query: QuerySet, limit: int, cursor: str | None) -> tuple[list[An
     rows = await query.order_by("-created_at", "-id").limit(limit + 1)
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return list(rows[:limit]), next_cursor
+
+
+# --- append-only tables with a growing integer id (audit events) ------------------------------
+# Their id order is their insertion order, so the id alone is the key: newest first, id < cursor.
+
+
+def encode_id_cursor(row: Any) -> str:
+    return base64.urlsafe_b64encode(f"id|{row.id}".encode()).decode().rstrip("=")
+
+
+def decode_id_cursor(cursor: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        kind, value = base64.urlsafe_b64decode(padded).decode().split("|", 1)
+        if kind != "id" or not value.isdigit():
+            raise ValueError("not an id cursor")
+        return int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed.field("cursor", "is not a cursor this API returned") from None
+
+
+async def page_by_id(
+    query: QuerySet, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """One page of ``query`` (a model with an increasing integer id), newest first, and the
+    cursor of the next page (None at the end)."""
+    if cursor:
+        query = query.filter(id__lt=decode_id_cursor(cursor))
+    rows = await query.order_by("-id").limit(limit + 1)
+    next_cursor = encode_id_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return list(rows[:limit]), next_cursor

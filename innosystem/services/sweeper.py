@@ -9,6 +9,8 @@ many processes at once because each change it makes is a conditional UPDATE.
 3. Due pending jobs with no message known to be in flight (none sent, or one sent longer ago
    than ``requeue_after_seconds``) are sent to the broker again, on their priority's queue; the
    longest-waiting low/normal ones are also re-sent on the "aged" queue (starvation guard).
+4. With ``retention_days`` set, one bounded batch of old finished jobs is pruned
+   (``services.retention``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tortoise.expressions import Q
 
 from innosystem.broker import AGED, get_dispatcher
 from innosystem.models import Job, JobStatus, Priority
-from innosystem.services import idempotency, schedules
+from innosystem.services import idempotency, retention, schedules
 from innosystem.services.jobs import recover_expired
 from innosystem.services.runners import RunnerState, utcnow
 
@@ -126,4 +128,6 @@ async def sweep(state: RunnerState, *, startup: bool = False) -> SweepReport:
             report.recovered,
             report.enqueued,
         )
+    if state.settings.retention_days > 0:  # one bounded batch per pass (services.retention)
+        await retention.auto_prune(state.settings, state.artifact_store)
     return report

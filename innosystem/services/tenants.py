@@ -18,6 +18,7 @@ from innosystem.models import (
     Project,
     Reseller,
     Schedule,
+    User,
     Wallet,
     WalletTransaction,
 )
@@ -222,7 +223,10 @@ async def update_project(project_id: uuid.UUID, changes: dict[str, Any]) -> Proj
 async def delete_reseller(reseller_id: uuid.UUID) -> Reseller | None:
     reseller = await get_reseller(reseller_id)
     async with in_transaction() as conn:
-        if not await Customer.filter(reseller_id=reseller_id).using_db(conn).exists():
+        if not (
+            await Customer.filter(reseller_id=reseller_id).using_db(conn).exists()
+            or await User.filter(reseller_id=reseller_id).using_db(conn).exists()
+        ):
             await Reseller.filter(id=reseller_id).using_db(conn).delete()
             return None
         customer_ids = await (
@@ -245,6 +249,7 @@ async def delete_customer(customer_id: uuid.UUID) -> Customer | None:
             or await Job.filter(customer_id=customer_id).using_db(conn).exists()
             or await WalletTransaction.filter(wallet_id=wallet.id).using_db(conn).exists()
             or await Schedule.filter(customer_id=customer_id).using_db(conn).exists()
+            or await User.filter(customer_id=customer_id).using_db(conn).exists()
         )
         if not history:
             await IdempotencyKey.filter(customer_id=customer_id).using_db(conn).delete()
