@@ -299,6 +299,21 @@ def running(*servers: ServerProcess) -> Iterator[None]:
             srv.stop(timeout=15)
 
 
+def start_worker(srv: ServerProcess) -> ServerProcess:
+    """Start an ``innosystem worker`` and wait until its log says it consumes (it has no HTTP
+    to poll)."""
+    srv.start(wait=False)
+
+    def consuming() -> bool:
+        assert srv.proc is not None
+        if srv.proc.poll() is not None:
+            pytest.fail(f"worker exited with {srv.proc.returncode}:\n{srv.logs()}")
+        return f"runner {srv.runner_id} consuming" in srv.logs()
+
+    wait_for(consuming, timeout=60)
+    return srv
+
+
 def server_logs(servers: Sequence[ServerProcess]) -> str:
     return "".join(f"\n--- {s.command} {s.runner_id} log ---\n{s.logs()}" for s in servers)
 

@@ -80,36 +80,7 @@ async def submit(
     if prior is not None:
         return prior
     registry = registry or get_registry()
-    job_type = await JobType.get_or_none(id=job_type_id)
-    if job_type is None:
-        raise NotFound(
-            f"job type {job_type_id} not found", [{"field": "job_type_id", "message": "not found"}]
-        )
-    customer_status = await Customer.filter(id=customer_id).values_list("status", flat=True)
-    if not customer_status:
-        raise NotFound(
-            f"customer {customer_id} not found", [{"field": "customer_id", "message": "not found"}]
-        )
-    _require_active("customer", customer_id, customer_status[0], "customer_id")
-    if project_id is not None:
-        project_status = await Project.filter(id=project_id, customer_id=customer_id).values_list(
-            "status", flat=True
-        )
-        if not project_status:
-            raise NotFound(
-                f"project {project_id} not found for this customer",
-                [{"field": "project_id", "message": "not found"}],
-            )
-        _require_active("project", project_id, project_status[0], "project_id")
-    scope = job_type.project_id  # type: ignore[attr-defined]
-    if scope is not None and scope != project_id:
-        raise ValidationFailed.field("job_type_id", "this job type belongs to another project")
-    _require_active("job type", job_type.id, job_type.status, "job_type_id")
-    if not job_type.enabled:
-        raise Conflict(
-            f"job type {job_type.name!r} is disabled",
-            [{"field": "job_type_id", "message": "job type is disabled"}],
-        )
+    job_type = await check_target(customer_id, job_type_id, project_id)
     input_data = validate_input(registry, job_type, input_data, max_batch_items)
 
     now = utcnow()
@@ -189,6 +160,45 @@ async def wait_until_final(job_id: uuid.UUID, wait_s: float) -> Job | None:
         pause = min(pause * 2, 0.1)
 
 
+async def check_target(
+    customer_id: uuid.UUID, job_type_id: uuid.UUID, project_id: uuid.UUID | None
+) -> JobType:
+    """Whether this customer may run this job type (in this project), as submit and schedules
+    both ask: unknown ids 404 naming the field (another customer's project too), a
+    project-scoped type outside its project 422, anything archived or a disabled type 409."""
+    job_type = await JobType.get_or_none(id=job_type_id)
+    if job_type is None:
+        raise NotFound(
+            f"job type {job_type_id} not found", [{"field": "job_type_id", "message": "not found"}]
+        )
+    customer_status = await Customer.filter(id=customer_id).values_list("status", flat=True)
+    if not customer_status:
+        raise NotFound(
+            f"customer {customer_id} not found", [{"field": "customer_id", "message": "not found"}]
+        )
+    _require_active("customer", customer_id, customer_status[0], "customer_id")
+    if project_id is not None:
+        project_status = await Project.filter(id=project_id, customer_id=customer_id).values_list(
+            "status", flat=True
+        )
+        if not project_status:
+            raise NotFound(
+                f"project {project_id} not found for this customer",
+                [{"field": "project_id", "message": "not found"}],
+            )
+        _require_active("project", project_id, project_status[0], "project_id")
+    scope = job_type.project_id  # type: ignore[attr-defined]
+    if scope is not None and scope != project_id:
+        raise ValidationFailed.field("job_type_id", "this job type belongs to another project")
+    _require_active("job type", job_type.id, job_type.status, "job_type_id")
+    if not job_type.enabled:
+        raise Conflict(
+            f"job type {job_type.name!r} is disabled",
+            [{"field": "job_type_id", "message": "job type is disabled"}],
+        )
+    return job_type
+
+
 def validate_input(
     registry: ProcessorRegistry,
     job_type: JobType,
@@ -237,7 +247,7 @@ def resolve_run_at(
 def _require_active(kind: str, entity_id: Any, status: str, field: str) -> None:
     if status != "active":
         raise Conflict(
-            f"{kind} {entity_id} is archived; no new jobs can be submitted for it",
+            f"{kind} {entity_id} is archived; nothing new can run for it",
             [{"field": field, "message": "is archived"}],
         )
 

@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 from loguru import logger
 
-from innosystem.errors import Conflict, NotFound, ServiceError, ValidationFailed
-from innosystem.models import Customer, JobType, Project, Schedule
+from innosystem.errors import NotFound, ServiceError, ValidationFailed
+from innosystem.models import JobType, Schedule
 from innosystem.plugins import ProcessorRegistry, get_registry
 from innosystem.services import idempotency, pagination
 from innosystem.services import jobs as job_service
@@ -81,46 +81,8 @@ def _first_tick(cron: str, timezone: str, after: datetime) -> datetime:
 async def _check_target(
     customer_id: uuid.UUID, job_type_id: uuid.UUID, project_id: uuid.UUID | None
 ) -> JobType:
-    """What ``jobs.submit`` would refuse, refused now: unknown ids 404 (naming the field), a
-    project of another customer 404, a project-scoped job type outside its project 422, an
-    archived customer, project or job type 409, a disabled job type 409."""
-    job_type = await JobType.get_or_none(id=job_type_id)
-    if job_type is None:
-        raise NotFound(
-            f"job type {job_type_id} not found", [{"field": "job_type_id", "message": "not found"}]
-        )
-    customer = await Customer.get_or_none(id=customer_id)
-    if customer is None:
-        raise NotFound(
-            f"customer {customer_id} not found", [{"field": "customer_id", "message": "not found"}]
-        )
-    _require_active("customer", customer_id, customer.status, "customer_id")
-    if project_id is not None:
-        project = await Project.get_or_none(id=project_id, customer_id=customer_id)
-        if project is None:
-            raise NotFound(
-                f"project {project_id} not found for this customer",
-                [{"field": "project_id", "message": "not found"}],
-            )
-        _require_active("project", project_id, project.status, "project_id")
-    scope = job_type.project_id  # type: ignore[attr-defined]
-    if scope is not None and scope != project_id:
-        raise ValidationFailed.field("job_type_id", "this job type belongs to another project")
-    _require_active("job type", job_type.id, job_type.status, "job_type_id")
-    if not job_type.enabled:
-        raise Conflict(
-            f"job type {job_type.name!r} is disabled",
-            [{"field": "job_type_id", "message": "job type is disabled"}],
-        )
-    return job_type
-
-
-def _require_active(kind: str, entity_id: Any, status: str, field: str) -> None:
-    if status != "active":
-        raise Conflict(
-            f"{kind} {entity_id} is archived; no schedule can run for it",
-            [{"field": field, "message": "is archived"}],
-        )
+    """What ``jobs.submit`` would refuse, refused now (the same check)."""
+    return await job_service.check_target(customer_id, job_type_id, project_id)
 
 
 def _validate_input(

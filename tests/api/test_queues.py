@@ -19,6 +19,7 @@ from helpers import (
     create_tenant,
     db_query,
     running,
+    start_worker,
     submit,
     wait_all_final,
     wait_for,
@@ -65,16 +66,8 @@ def start_runner(srv: ServerProcess) -> None:
     """Start a serve (healthy) or worker (its log says it consumes)."""
     if srv.command == "serve":
         srv.start()
-        return
-    srv.start(wait=False)
-
-    def consuming() -> bool:
-        assert srv.proc is not None
-        if srv.proc.poll() is not None:
-            pytest.fail(f"worker exited with {srv.proc.returncode}:\n{srv.logs()}")
-        return f"runner {srv.runner_id} consuming" in srv.logs()
-
-    wait_for(consuming, timeout=60)
+    else:
+        start_worker(srv)
 
 
 def ago(seconds: float) -> str:

@@ -15,7 +15,6 @@ import pytest
 from helpers import (
     BROKER_URL,
     IS_REDIS,
-    ServerProcess,
     all_jobs,
     assert_reconciled,
     clean_env,
@@ -26,9 +25,9 @@ from helpers import (
     namespace_for,
     run_cli,
     running,
+    start_worker,
     submit_many,
     wait_all_final,
-    wait_for,
     wallet_of,
 )
 
@@ -40,20 +39,6 @@ needs_redis = pytest.mark.skipif(
 
 
 # --- small helpers ------------------------------------------------------------------------------
-def start_worker(srv: ServerProcess) -> ServerProcess:
-    """Start an ``innosystem worker`` and wait until its log says it consumes (no HTTP)."""
-    srv.start(wait=False)
-
-    def consuming() -> bool:
-        assert srv.proc is not None
-        if srv.proc.poll() is not None:
-            pytest.fail(f"worker exited with {srv.proc.returncode}:\n{srv.logs()}")
-        return f"runner {srv.runner_id} consuming" in srv.logs()
-
-    wait_for(consuming, timeout=60)
-    return srv
-
-
 def runs_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["to_status"] == "running"]
 

@@ -30,7 +30,6 @@ from helpers import (
     FINAL,
     IS_POSTGRES,
     IS_REDIS,
-    ServerProcess,
     all_jobs,
     assert_reconciled,
     create_job_type,
@@ -39,6 +38,7 @@ from helpers import (
     ledger_kinds_by_job,
     running,
     server_logs,
+    start_worker,
     submit_many,
     wait_for,
     wallet_of,
@@ -56,20 +56,6 @@ pytestmark = [
 THREADS = {"serve": 4, "a": 4, "b": 2}
 B_SUPPORTS = ("test-echo", "test-record")
 INITIAL = 20_000
-
-
-def start_worker(srv: ServerProcess) -> ServerProcess:
-    """Start an ``innosystem worker`` and wait until its log says it consumes (no HTTP)."""
-    srv.start(wait=False)
-
-    def consuming() -> bool:
-        assert srv.proc is not None
-        if srv.proc.poll() is not None:
-            pytest.fail(f"worker exited with {srv.proc.returncode}:\n{srv.logs()}")
-        return f"runner {srv.runner_id} consuming" in srv.logs()
-
-    wait_for(consuming, timeout=60)
-    return srv
 
 
 def read_records(directory: Path) -> list[tuple[str, int, str, float, float, str]]:
