@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     tester.add_arguments(
         sub.add_parser("tester", help="drive a live instance end to end; non-zero on a failure")
     )
+
+    from innosystem import bench
+
+    bench.add_arguments(sub.add_parser("bench", help="print performance figures (no thresholds)"))
     return parser
 
 
@@ -230,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         from innosystem import tester
 
         return tester.run(args)
+    if args.command == "bench":  # starts its own servers and databases
+        from innosystem import bench
+
+        return bench.run(args)
     try:
         settings = load_settings(_overrides(args))
         setup_logging(settings.log_level, settings.log_format)
