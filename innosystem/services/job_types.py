@@ -7,10 +7,10 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from innosystem.errors import Conflict, NotFound, ValidationFailed
+from innosystem.errors import NotFound, ValidationFailed
 from innosystem.models import Job, JobType, Project, Schedule
 from innosystem.plugins import ProcessorRegistry
-from innosystem.services import pagination
+from innosystem.services import pagination, tenants
 from innosystem.services.runners import utcnow
 
 #: Fields a client may set, with their bounds; the policy fields have seed-compatible defaults.
@@ -57,11 +57,7 @@ async def create_job_type(
                 f"project {data['project_id']} not found",
                 [{"field": "project_id", "message": "not found"}],
             )
-        if project.status != "active":
-            raise Conflict(
-                f"project {project.id} is archived",
-                [{"field": "project_id", "message": "is archived"}],
-            )
+        tenants.require_active(project, "project_id")
     return await JobType.create(**data)
 
 
@@ -106,11 +102,7 @@ async def update_job_type(job_type_id: uuid.UUID, changes: dict[str, Any]) -> Jo
     """``changes`` holds only fields a client may set. A new price applies to jobs submitted
     after it: a job keeps the cost it was authorized at."""
     job_type = await get_job_type(job_type_id)
-    if job_type.status != "active":
-        raise Conflict(
-            f"job type {job_type_id} is archived and cannot be changed",
-            [{"field": "status", "message": "is archived"}],
-        )
+    tenants.require_changeable(job_type)
     merged = {
         "backoff_base_ms": job_type.backoff_base_ms,
         "backoff_max_ms": job_type.backoff_max_ms,
@@ -139,9 +131,5 @@ async def delete_job_type(job_type_id: uuid.UUID) -> JobType | None:
             .using_db(conn)
             .update(status="archived", enabled=False, updated_at=utcnow())
         )
-        await (
-            Schedule.filter(job_type_id=job_type_id)
-            .using_db(conn)
-            .update(enabled=False, next_run_at=None, updated_at=utcnow())
-        )
+        await tenants.stop_schedules(conn, Schedule.filter(job_type_id=job_type_id))
     return await get_job_type(job_type_id)

@@ -32,8 +32,6 @@ ACTIVE = "active"
 ARCHIVED = "archived"
 STATUS_FILTERS = (ACTIVE, ARCHIVED, "all")
 
-Tenant = Reseller | Customer | Project
-
 
 def normalize_email(email: str) -> str:
     """Emails are unique case-insensitively; storing them lower-cased makes that portable."""
@@ -70,7 +68,7 @@ async def create_customer(
         raise NotFound(
             f"reseller {reseller_id} not found", [{"field": "reseller_id", "message": "not found"}]
         )
-    _require_active(reseller, "reseller_id")
+    require_active(reseller, "reseller_id")
     if await Customer.exists(email=email):
         raise _email_taken(email)
     try:
@@ -97,9 +95,15 @@ def _email_taken(email: str) -> Conflict:
     )
 
 
-def _require_active(parent: Tenant, field: str) -> None:
+def _kind(entity: Any) -> str:
+    """ "job type" for a JobType: how messages name a model."""
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", type(entity).__name__).lower()
+
+
+def require_active(parent: Any, field: str) -> None:
+    """Nothing new is created under an archived resource (409 naming ``field``)."""
     if parent.status != ACTIVE:
-        kind = type(parent).__name__.lower()
+        kind = _kind(parent)
         raise Conflict(
             f"{kind} {parent.id} is archived; nothing new can be created under it",
             [{"field": field, "message": "is archived"}],
@@ -119,7 +123,7 @@ async def create_project(customer_id: uuid.UUID, name: str, description: str = "
         raise NotFound(
             f"customer {customer_id} not found", [{"field": "customer_id", "message": "not found"}]
         )
-    _require_active(customer, "customer_id")
+    require_active(customer, "customer_id")
     return await Project.create(customer_id=customer_id, name=name, description=description)
 
 
@@ -174,9 +178,10 @@ async def list_projects(
 
 
 # --- update ---------------------------------------------------------------------------------
-def _require_changeable(entity: Tenant) -> None:
+def require_changeable(entity: Any) -> None:
+    """An archived resource (tenant or job type) cannot be changed (409)."""
     if entity.status != ACTIVE:
-        kind = type(entity).__name__.lower()
+        kind = _kind(entity)
         raise Conflict(
             f"{kind} {entity.id} is archived and cannot be changed",
             [{"field": "status", "message": "is archived"}],
@@ -186,7 +191,7 @@ def _require_changeable(entity: Tenant) -> None:
 async def update_reseller(reseller_id: uuid.UUID, changes: dict[str, Any]) -> Reseller:
     """``changes`` holds only fields a client may set (the API model guarantees it)."""
     reseller = await get_reseller(reseller_id)
-    _require_changeable(reseller)
+    require_changeable(reseller)
     if changes:
         await reseller.update_from_dict(changes).save(update_fields=[*changes, "updated_at"])
     return reseller
@@ -194,7 +199,7 @@ async def update_reseller(reseller_id: uuid.UUID, changes: dict[str, Any]) -> Re
 
 async def update_customer(customer_id: uuid.UUID, changes: dict[str, Any]) -> Customer:
     customer = await get_customer(customer_id)
-    _require_changeable(customer)
+    require_changeable(customer)
     if "email" in changes:
         changes["email"] = normalize_email(changes["email"])
         if changes["email"] != customer.email and await Customer.exists(email=changes["email"]):
@@ -209,7 +214,7 @@ async def update_customer(customer_id: uuid.UUID, changes: dict[str, Any]) -> Cu
 
 async def update_project(project_id: uuid.UUID, changes: dict[str, Any]) -> Project:
     project = await get_project(project_id)
-    _require_changeable(project)
+    require_changeable(project)
     if changes:
         await project.update_from_dict(changes).save(update_fields=[*changes, "updated_at"])
     return project
@@ -235,7 +240,7 @@ async def delete_reseller(reseller_id: uuid.UUID) -> Reseller | None:
         await _archive(conn, Project.filter(customer_id__in=customer_ids))
         await _archive(conn, Customer.filter(reseller_id=reseller_id))
         await _archive(conn, Reseller.filter(id=reseller_id))
-        await _stop_schedules(conn, Schedule.filter(customer_id__in=customer_ids))
+        await stop_schedules(conn, Schedule.filter(customer_id__in=customer_ids))
     await reseller.refresh_from_db()
     return reseller
 
@@ -258,7 +263,7 @@ async def delete_customer(customer_id: uuid.UUID) -> Customer | None:
             return None
         await _archive(conn, Project.filter(customer_id=customer_id))
         await _archive(conn, Customer.filter(id=customer_id))
-        await _stop_schedules(conn, Schedule.filter(customer_id=customer_id))
+        await stop_schedules(conn, Schedule.filter(customer_id=customer_id))
     await customer.refresh_from_db()
     return customer
 
@@ -275,12 +280,12 @@ async def delete_project(project_id: uuid.UUID) -> Project | None:
             await Project.filter(id=project_id).using_db(conn).delete()
             return None
         await _archive(conn, Project.filter(id=project_id))
-        await _stop_schedules(conn, Schedule.filter(project_id=project_id))
+        await stop_schedules(conn, Schedule.filter(project_id=project_id))
     await project.refresh_from_db()
     return project
 
 
-async def _stop_schedules(conn: Any, query: Any) -> None:
+async def stop_schedules(conn: Any, query: Any) -> None:
     """Nothing new runs for an archived owner: its schedules are disabled with it (they would
     only record a refused tick each time)."""
     await query.using_db(conn).update(enabled=False, next_run_at=None, updated_at=utcnow())
